@@ -1,0 +1,41 @@
+# Every target sets itself up: a fresh clone needs nothing but python3 (>=3.10) and make.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help demo test test-all bench check clean
+
+help:
+	@echo "make demo   - the knowledge-rekindle demo on the shipped Cranfield sample (default model)"
+	@echo "make test   - the default (fast) test suite"
+	@echo "make test-all - every test, slow ones included"
+	@echo "make bench  - speed benchmarks (see benchmarks/README.md)"
+	@echo "make check  - ruff lint + format check"
+
+# torch is installed first and pinned: an unpinned torch pulls gigabytes of CUDA packages.
+$(STAMP): requirements.lock pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rerank cycle --config data/cranfield/cycle.toml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ""
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/pnr.py
+
+check: $(STAMP)
+	$(BIN)/ruff check rerank tests benchmarks data
+	$(BIN)/ruff format --check rerank tests benchmarks data
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

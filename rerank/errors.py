@@ -1,0 +1,48 @@
+"""User-facing errors.
+
+A :class:`RerankError` is a mistake in the user's input (a file, a config key, a
+flag), not a bug. The CLI prints its message as one line and exits with code 2,
+without a traceback. Library callers get an ordinary ``ValueError`` subclass.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class RerankError(ValueError):
+    """A user error whose message is one line naming where and what was expected."""
+
+
+def input_error(
+    path: str | PathLike[str] | None,
+    message: str,
+    *,
+    row: int | None = None,
+    column: str | None = None,
+) -> RerankError:
+    """Build a :class:`RerankError` that locates the problem.
+
+    Parameters
+    ----------
+    path
+        File the problem is in (``None`` when it is not about a file).
+    message
+        What was expected and what was found, e.g. ``"expected an integer grade in 0..4, got 'x'"``.
+    row
+        1-based line number in the file (the header of a TSV is line 1), if known.
+    column
+        Column (or config key) name, if known.
+
+    Examples
+    --------
+    >>> str(input_error("eval.tsv", "expected an integer grade in 0..4, got 'x'", row=3, column="label"))
+    "eval.tsv:3: column 'label': expected an integer grade in 0..4, got 'x'"
+    """
+    where = "" if path is None else str(path)
+    if row is not None:
+        where = f"{where}:{row}" if where else f"row {row}"
+    parts = [p for p in (where, f"column '{column}'" if column else "") if p]
+    head = ": ".join(parts)
+    text = f"{head}: {message}" if head else message
+    return RerankError(" ".join(text.split("\n")))
