@@ -1,0 +1,384 @@
+"""The cross-encoder: a Hugging Face backbone with pluggable heads.
+
+:class:`RerankModel` wraps an ``AutoModelForSequenceClassification``; that model's own
+classifier is the *primary* head (``score`` for ranking, num_labels=1). A saved ranking
+checkpoint is therefore an ordinary HF directory that ``AutoModelForSequenceClassification``
+and sentence-transformers' ``CrossEncoder`` load and score identically (for BERT the score
+is a linear layer on the pooled ``[CLS]`` vector: ``classifier(tanh(W h_cls))``).
+
+Extra heads (one per teacher in multi-teacher rekindle, GLUE task heads) read the last
+hidden state of the first token and live in ``rerank_heads.safetensors``; the optional
+MLM head lives in ``rerank_mlm_head.safetensors``. Their specs are kept in
+``config.json`` under the key ``rerank``. ``forward`` returns scores only (a dict
+head name -> tensor); the losses judge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from rerank.atomic import atomic_path
+from rerank.encoding import PairEncoder
+from rerank.errors import RerankError
+
+log = logging.getLogger(__name__)
+
+HEADS_FILE = "rerank_heads.safetensors"
+MLM_FILE = "rerank_mlm_head.safetensors"
+HeadKind = Literal["score", "classification", "regression"]
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """What a head outputs.
+
+    ``score``: one real number per input (ranking). ``classification``: ``num_outputs``
+    logits. ``regression``: one value, ``low + (high - low) * sigmoid(z)`` (STS-B: 0..5).
+    """
+
+    kind: HeadKind = "score"
+    num_outputs: int = 1
+    low: float = 0.0
+    high: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("score", "classification", "regression"):
+            raise RerankError(f"HeadSpec: unknown head kind '{self.kind}'")
+        if self.kind != "classification" and self.num_outputs != 1:
+            raise RerankError(f"HeadSpec: a {self.kind} head has one output")
+        if self.kind == "classification" and self.num_outputs < 2:
+            raise RerankError("HeadSpec: a classification head needs num_outputs >= 2")
+
+    def transform(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw head output ``[batch, num_outputs]`` -> scores ``[batch]`` or logits ``[batch, C]``."""
+        if self.kind == "classification":
+            return z
+        z = z[:, 0]
+        if self.kind == "regression":
+            return self.low + (self.high - self.low) * torch.sigmoid(z)
+        return z
+
+
+class ExtraHead(nn.Module):
+    """Dropout + linear on the first token's last hidden state."""
+
+    def __init__(self, hidden_size: int, num_outputs: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(hidden_size, num_outputs)
+
+    def forward(self, h_first: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.dropout(h_first))
+
+
+class MlmHead(nn.Module):
+    """BERT's MLM head: dense + GELU + LayerNorm, decoder tied to the word embeddings."""
+
+    def __init__(self, hidden_size: int, vocab_size: int, eps: float = 1e-12):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, h: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """``h [n, hidden]`` -> vocabulary logits ``[n, vocab]``."""
+        x = self.norm(nn.functional.gelu(self.dense(h)))
+        return x @ embeddings.t() + self.bias
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports and progress bars; we log what matters ourselves."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _load_encoder(path: Path, num_labels: int) -> tuple[Any, Any, bool]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not path.is_dir():
+        raise RerankError(f"{path}: model directory does not exist")
+    if not (path / "config.json").is_file():
+        raise RerankError(f"{path}: no config.json: expected a Hugging Face model directory")
+    try:
+        with quiet_transformers():
+            encoder, info = AutoModelForSequenceClassification.from_pretrained(
+                str(path),
+                num_labels=num_labels,
+                ignore_mismatched_sizes=True,
+                output_loading_info=True,
+            )
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except OSError as err:
+        raise RerankError(f"{path}: cannot load model: {str(err).splitlines()[0]}") from err
+    fresh = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
+    return encoder, tokenizer, fresh
+
+
+class RerankModel(nn.Module):
+    """Backbone + primary HF head + optional extra heads and MLM head.
+
+    Build it with :meth:`from_pretrained`; save with :meth:`save_pretrained`.
+    """
+
+    def __init__(
+        self,
+        encoder: Any,
+        tokenizer: Any,
+        *,
+        primary: str = "score",
+        specs: dict[str, HeadSpec] | None = None,
+        mlm: bool = False,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.primary = primary
+        self.specs = dict(specs or {primary: HeadSpec()})
+        cfg = encoder.config
+        dropout = float(getattr(cfg, "hidden_dropout_prob", 0.1) or 0.1)
+        self.heads = nn.ModuleDict(
+            {
+                name: ExtraHead(cfg.hidden_size, spec.num_outputs, dropout)
+                for name, spec in self.specs.items()
+                if name != primary
+            }
+        )
+        eps = float(getattr(cfg, "layer_norm_eps", 1e-12))
+        self.mlm_head = MlmHead(cfg.hidden_size, cfg.vocab_size, eps) if mlm else None
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        heads: dict[str, HeadSpec] | None = None,
+        primary: str | None = None,
+        mlm: bool = False,
+        num_layers: int | None = None,
+    ) -> RerankModel:
+        """Load a local HF directory (a plain encoder or a saved RerankModel).
+
+        Parameters
+        ----------
+        path
+            Local Hugging Face model directory.
+        heads
+            Heads the caller needs (name -> spec). Heads found in the checkpoint keep
+            their weights; new ones start fresh (logged). ``None``: the checkpoint's heads,
+            or a single ``score`` head for a plain encoder.
+        primary
+            Which head is the HF classifier (default: the checkpoint's, else the first).
+        mlm
+            Attach an MLM head (loaded from the checkpoint when present, else fresh).
+        num_layers
+            Grow the encoder to this many layers by stacking (see :func:`stack_layers`).
+        """
+        path = Path(path)
+        saved = _saved_meta(path)
+        saved_specs = {k: HeadSpec(**v) for k, v in saved.get("heads", {}).items()}
+        specs = dict(heads) if heads is not None else (saved_specs or {"score": HeadSpec()})
+        primary = primary or saved.get("primary") or next(iter(specs))
+        if primary not in specs:
+            raise RerankError(
+                f"RerankModel: primary head '{primary}' not among heads {list(specs)}"
+            )
+        pspec = specs[primary]
+        encoder, tokenizer, fresh = _load_encoder(path, pspec.num_outputs)
+        if saved.get("primary") not in (None, primary) or saved_specs.get(primary, pspec) != pspec:
+            fresh = True
+        if fresh:
+            log.info("%s: primary head '%s' initialised fresh", path, primary)
+        model = cls(encoder, tokenizer, primary=primary, specs=specs, mlm=mlm)
+        model._load_sidecars(path, saved_specs)
+        if num_layers is not None and num_layers != encoder.config.num_hidden_layers:
+            stack_layers(model.encoder, num_layers)
+        return model
+
+    def _load_sidecars(self, path: Path, saved_specs: dict[str, HeadSpec]) -> None:
+        state = load_file(str(path / HEADS_FILE)) if (path / HEADS_FILE).is_file() else {}
+        for name, head in self.heads.items():
+            keys = {k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == name}
+            if keys and saved_specs.get(name) == self.specs[name]:
+                head.load_state_dict(keys)
+            else:
+                log.info("%s: head '%s' initialised fresh", path, name)
+        if self.mlm_head is None:
+            return
+        if (path / MLM_FILE).is_file():
+            self.mlm_head.load_state_dict(load_file(str(path / MLM_FILE)))
+        elif not _load_hf_mlm_head(path, self.mlm_head):
+            log.info("%s: checkpoint has no MLM head; created a fresh one", path)
+
+    # -- forward --------------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        *,
+        heads: tuple[str, ...] | None = None,
+        mlm_positions: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Scores of the requested heads (default: primary), and MLM logits if asked.
+
+        Parameters
+        ----------
+        input_ids, attention_mask, token_type_ids
+            ``[batch, seq]``.
+        heads
+            Names of the heads to compute.
+        mlm_positions
+            Boolean ``[batch, seq]``: positions whose vocabulary logits are wanted;
+            returned under ``"mlm"`` as ``[n_positions, vocab]``.
+
+        Returns
+        -------
+        dict
+            head name -> ``[batch]`` (score/regression) or ``[batch, C]`` (classification).
+        """
+        heads = heads or (self.primary,)
+        need_hidden = mlm_positions is not None or any(h != self.primary for h in heads)
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        out = self.encoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            output_hidden_states=need_hidden,
+            **kwargs,
+        )
+        result: dict[str, torch.Tensor] = {}
+        hidden = out.hidden_states[-1] if need_hidden else None
+        for name in heads:
+            if name == self.primary:
+                raw = out.logits
+            elif name in self.heads:
+                raw = self.heads[name](hidden[:, 0])
+            else:
+                raise RerankError(f"RerankModel: no head named '{name}' (have {list(self.specs)})")
+            result[name] = self.specs[name].transform(raw.float())
+        if mlm_positions is not None:
+            if self.mlm_head is None:
+                raise RerankError("RerankModel: MLM logits requested but the model has no MLM head")
+            emb = self.encoder.get_input_embeddings().weight
+            result["mlm"] = self.mlm_head(hidden[mlm_positions], emb)
+        return result
+
+    def pair_encoder(self, *, max_length: int = 256, max_first_length: int = 64) -> PairEncoder:
+        return PairEncoder(self.tokenizer, max_length=max_length, max_first_length=max_first_length)
+
+    # -- saving ---------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write an ordinary HF directory (config, safetensors, tokenizer) + sidecars, atomically."""
+        cfg = self.encoder.config
+        cfg.rerank = {
+            "primary": self.primary,
+            "heads": {k: asdict(v) for k, v in self.specs.items()},
+        }
+        if self.specs[self.primary].kind == "score":
+            # sentence-transformers' CrossEncoder applies a sigmoid to 1-label models by
+            # default; this makes it return the raw score, the same number `rerank score` writes.
+            cfg.sentence_transformers = {"activation_fn": "torch.nn.modules.linear.Identity"}
+        with atomic_path(path, is_dir=True) as tmp, quiet_transformers():
+            self.encoder.save_pretrained(str(tmp))
+            self.tokenizer.save_pretrained(str(tmp))
+            if len(self.heads):
+                state = {
+                    f"{n}.{k}": v.contiguous()
+                    for n, h in self.heads.items()
+                    for k, v in h.state_dict().items()
+                }
+                save_file(state, str(tmp / HEADS_FILE))
+            if self.mlm_head is not None:
+                state = {k: v.contiguous() for k, v in self.mlm_head.state_dict().items()}
+                save_file(state, str(tmp / MLM_FILE))
+
+
+def _saved_meta(path: Path) -> dict[str, Any]:
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        return {}
+    try:
+        return dict(json.loads(cfg.read_text()).get("rerank") or {})
+    except json.JSONDecodeError as err:
+        raise RerankError(f"{cfg}: not valid JSON ({err.msg} at line {err.lineno})") from err
+
+
+def _load_hf_mlm_head(path: Path, head: MlmHead) -> bool:
+    """Take BERT's own MLM head (``cls.predictions.*``) when the checkpoint has one."""
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        return False
+    from safetensors import safe_open
+
+    prefix = "cls.predictions."
+    with safe_open(str(weights), "pt") as f:
+        keys = [k for k in f.keys() if k.startswith(prefix)]
+        if not keys:
+            return False
+        state = {k[len(prefix) :]: f.get_tensor(k) for k in keys}
+    mapping = {
+        "dense.weight": "transform.dense.weight",
+        "dense.bias": "transform.dense.bias",
+        "norm.weight": "transform.LayerNorm.weight",
+        "norm.bias": "transform.LayerNorm.bias",
+        "bias": "bias",
+    }
+    if not all(v in state for v in mapping.values()):
+        return False
+    head.load_state_dict({k: state[v] for k, v in mapping.items()})
+    log.info("%s: MLM head loaded from the checkpoint's cls.predictions", path)
+    return True
+
+
+def _layer_list(encoder: Any) -> nn.ModuleList:
+    base = encoder.base_model
+    n = encoder.config.num_hidden_layers
+    for module in base.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n:
+            return module
+    raise RerankError(f"{type(encoder).__name__}: cannot find its list of {n} layers to stack")
+
+
+def stack_layers(encoder: Any, num_layers: int) -> None:
+    """Grow (or shrink) the encoder to ``num_layers`` by repeating its layers in order.
+
+    New layer ``i`` is a copy of old layer ``floor(i * old / new)``: 6 -> 12 repeats each
+    layer twice in place (``0,0,1,1,...,5,5``), the stacking used to grow BERT
+    progressively (Gong et al., 2019, "Efficient training of BERT by progressively
+    stacking"). Works in place; updates ``config.num_hidden_layers``.
+    """
+    if num_layers < 1:
+        raise RerankError(f"stack_layers: num_layers must be >= 1, got {num_layers}")
+    layers = _layer_list(encoder)
+    old = len(layers)
+    new = [copy.deepcopy(layers[i * old // num_layers]) for i in range(num_layers)]
+    for i, layer in enumerate(new):
+        attn = getattr(layer, "attention", None)
+        inner = getattr(attn, "self", attn)
+        if inner is not None and hasattr(inner, "layer_idx"):
+            inner.layer_idx = i
+    del layers[:]
+    layers.extend(new)
+    encoder.config.num_hidden_layers = num_layers
