@@ -23,6 +23,7 @@ from rerank.errors import RerankError
 # `rerank evaluate` never pays for importing torch.
 SUBCOMMANDS: dict[str, str] = {
     "evaluate": "rerank.cli.evaluate",
+    "pairs": "rerank.cli.pairs",
 }
 
 

@@ -1,0 +1,67 @@
+"""``rerank pairs``: unlabeled (query, document) pairs by BM25 retrieval (rekindle data)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rerank.errors import RerankError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "pairs",
+        help="pair queries with their BM25 top-k documents (unlabeled rekindle data)",
+        description=(
+            "Retrieve the BM25 top-k documents of every query and write unlabeled rows "
+            "query_id, doc_id, query, title, summary: the pairs a teacher scores for "
+            "knowledge rekindle. BM25 runs over title + summary (bm25s, k1=1.5, b=0.75, "
+            "English stop words, Snowball stemming); ties go to the smaller doc_id."
+        ),
+    )
+    parser.add_argument(
+        "--queries",
+        required=True,
+        metavar="FILE",
+        help="queries: .tsv/.jsonl/.parquet with query_id and query (or text); "
+        "a headerless qid<TAB>text TSV (MS MARCO topics) works too",
+    )
+    parser.add_argument(
+        "--corpus",
+        required=True,
+        metavar="FILE",
+        help="documents: doc_id, title, summary (or abstract/text); title may be absent",
+    )
+    parser.add_argument(
+        "--k", type=int, default=10, help="documents per query (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="FILE", help="output .parquet, .tsv or .jsonl"
+    )
+    parser.add_argument(
+        "--exclude-judged",
+        metavar="FILE",
+        help="TREC qrels or a table with query_id, doc_id: pairs never to emit "
+        "(the query gets its next-best documents instead)",
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from rerank.pairs import build_pairs, read_documents, read_judged, read_queries, write_pairs
+
+    if args.k < 1:
+        raise RerankError(f"--k: expected a positive integer, got {args.k}")
+    queries = read_queries(args.queries)
+    docs = read_documents(args.corpus)
+    exclude = read_judged(args.exclude_judged) if args.exclude_judged else None
+    pairs = build_pairs(queries, docs, k=args.k, exclude=exclude)
+    write_pairs(pairs, args.out)
+    matched = pairs.get_column("query_id").n_unique()
+    print(
+        f"wrote {pairs.height:,} pairs for {matched:,} of {queries.height:,} queries "
+        f"({queries.height - matched:,} without a matching document) to {args.out}",
+        file=sys.stderr,
+    )
+    return 0
