@@ -14,7 +14,8 @@ Inputs are read by extension (``.tsv``, ``.jsonl``, ``.parquet``; ``.tsv.gz`` an
   ``query_id<TAB>query`` (the MS MARCO topics layout).
 - documents: ``doc_id``, ``title`` and ``summary`` (``abstract`` or ``text`` as
   aliases of ``summary``; a missing ``title`` means empty titles, for collections
-  whose title is merged into the text).
+  whose title is merged into the text); a headerless two-field TSV is read as
+  ``doc_id<TAB>summary`` (the NFCorpus and MS MARCO collection layout).
 - judged pairs to exclude: a TREC qrels file (``.qrels``/``.qrel``, or a TSV with
   four fields and no header: ``query_id 0 doc_id label``) or any table with
   ``query_id`` and ``doc_id``.
@@ -54,8 +55,11 @@ def read_queries(path: str | os.PathLike[str]) -> pl.DataFrame:
 
 
 def read_documents(path: str | os.PathLike[str]) -> pl.DataFrame:
-    """Read documents into ``doc_id, title, summary`` (strings; nulls become ``""``)."""
-    frame, offset = _read_table(path)
+    """Read documents into ``doc_id, title, summary`` (strings; nulls become ``""``).
+
+    Same checks as :func:`read_queries`, for ``doc_id``.
+    """
+    frame, offset = _read_table(path, headerless=("doc_id", "summary"), header_words=("title",))
     frame = _rename(frame, _DOC_ALIASES, path)
     if "title" not in frame.columns:
         frame = frame.with_columns(title=pl.lit(""))

@@ -77,6 +77,15 @@ def test_documents_aliases_and_missing_title(tmp_path: Path):
     assert read_documents(path).rows() == [("MED-1", "", 'statin "breast" cancer')]
 
 
+def test_headerless_two_field_documents(tmp_path: Path):
+    path = tmp_path / "collection.tsv"
+    path.write_text("MED-10\tstatin breast cancer\nMED-11\tsoy intake\n")
+    assert read_documents(path).rows() == [
+        ("MED-10", "", "statin breast cancer"),
+        ("MED-11", "", "soy intake"),
+    ]
+
+
 def test_exclude_judged_pairs_from_trec_qrels(tmp_path: Path, corpus: Path):
     queries = tmp_path / "q.jsonl"
     queries.write_text('{"query_id": "qa", "query": "wing"}\n')
