@@ -136,3 +136,47 @@ def test_prepare_is_deterministic_and_reproduces_the_shipped_files(tmp_path: Pat
         assert_frame_equal(pl.read_parquet(tmp_path / path.name), pl.read_parquet(path))
     for path in sorted(SAMPLE.glob("*.run")):
         assert (tmp_path / path.name).read_text() == path.read_text()
+
+
+# --- NFCorpus (data/nfcorpus/prepare.py; output not shipped) --------------------------------
+
+NFCORPUS = SAMPLE.parent / "nfcorpus"
+NF_SHARED = SHARED.parent / "nfcorpus"
+
+
+def _nfcorpus_module():
+    spec = importlib.util.spec_from_file_location("nfcorpus_prepare", NFCORPUS / "prepare.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nfcorpus_title_split_at_the_abstract_marker():
+    split_title = _nfcorpus_module().split_title
+    assert split_title("soy breast cancer abstract background soy abstract x") == (
+        "soy breast cancer",
+        "background soy abstract x",
+    )
+    # a leading "abstract" or one beyond 40 words is not the section marker
+    assert split_title("abstract art therapy") == ("", "abstract art therapy")
+    late = " ".join(["w"] * 41 + ["abstract", "z"])
+    assert split_title(late) == ("", late)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (NF_SHARED / "docs_test_dev_union.tsv.gz").is_file(), reason="no NFCorpus")
+def test_nfcorpus_prepare_counts(tmp_path: Path):
+    assert _nfcorpus_module().main(["--shared", str(NF_SHARED), "--out", str(tmp_path)]) == 0
+    expected = {
+        "train": (217813, 2569, {0: 79018, 1: 28720, 2: 106035, 3: 4040}),
+        "dev": (24346, 325, {0: 9757, 1: 3204, 2: 10864, 3: 521}),
+        "test": (25700, 325, {0: 9880, 1: 3486, 2: 11758, 3: 576}),
+    }
+    for name, (rows, queries, labels) in expected.items():
+        frame = pl.read_parquet(tmp_path / f"{name}.parquet")
+        assert frame.schema == pl.Schema(GROUPED)
+        assert (frame.height, frame["query_id"].n_unique()) == (rows, queries)
+        assert dict(frame.group_by("label").len().rows()) == labels
+    assert _read_run(tmp_path / "bm25_test.run").height == 25700
+    assert pl.read_parquet(tmp_path / "rekindle.parquet").height == 16000
