@@ -91,6 +91,7 @@ def test_mask_tokens_hand_example_and_bad_fractions():
         random_fraction=0.0,
     )
     assert masked.tolist() == [[2, 4, 4, 4, 3, 0, 0]]
+    assert pos.tolist() == [[False, True, True, True, False, False, False]]
     assert labels.tolist() == [7, 8, 9]
     with pytest.raises(RerankError, match="sum to <= 1"):
         mask_tokens(
