@@ -144,19 +144,10 @@ def build_pairs(
 
 
 def write_pairs(frame: pl.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write a pairs table atomically, format by extension (.parquet, .tsv, .jsonl)."""
-    from rerank.atomic import atomic_path
+    """Write a pairs table atomically, format by extension (see :func:`rerank.data.write_table`)."""
+    from rerank.data import write_table
 
-    name = Path(path).name.lower()
-    with atomic_path(path) as tmp:
-        if name.endswith(".parquet"):
-            frame.write_parquet(tmp, compression="zstd")
-        elif name.endswith(".tsv"):
-            frame.write_csv(tmp, separator="\t", quote_style="never")
-        elif name.endswith(".jsonl"):
-            frame.write_ndjson(tmp)
-        else:
-            raise input_error(path, "unknown output format; use .parquet, .tsv or .jsonl")
+    write_table(frame, path)
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -152,7 +152,7 @@ def test_bad_corpus_and_bad_output_give_errors_and_no_file(tmp_path: Path):
     ):
         _run("--queries", str(queries), "--corpus", str(docs), "--out", str(tmp_path / "o.tsv"))
     docs.write_text('{"doc_id": "1", "title": "wing", "summary": "x"}\n')
-    with pytest.raises(RerankError, match=r"o\.csv: unknown output format"):
+    with pytest.raises(RerankError, match=r"o\.csv: unknown file extension"):
         _run("--queries", str(queries), "--corpus", str(docs), "--out", str(tmp_path / "o.csv"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl", "q.tsv"]
     with pytest.raises(RerankError, match=r"missing\.tsv: no such file"):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rerank.atomic import atomic_path
+from rerank.data import write_table
 from rerank.retrieval import Bm25Index
 
 HERE = Path(__file__).resolve().parent
@@ -154,27 +154,9 @@ def prepare(shared: Path) -> dict[str, pl.DataFrame]:
 
 
 def write(tables: dict[str, pl.DataFrame], out: Path) -> None:
-    """Write every table atomically (Parquet with zstd; runs in TREC format)."""
+    """Write every table atomically (Parquet; runs in TREC format, tag ``bm25``)."""
     for name, frame in tables.items():
-        with atomic_path(out / name) as tmp:
-            if name.endswith(".run"):
-                _write_trec_run(frame, tmp, tag="bm25")
-            else:
-                frame.write_parquet(tmp, compression="zstd", statistics=False)
-
-
-def _write_trec_run(run: pl.DataFrame, path: Path, *, tag: str) -> None:
-    lines = run.select(
-        pl.format(
-            "{} Q0 {} {} {} {}",
-            "query_id",
-            "doc_id",
-            "rank",
-            pl.col("score").round(6),
-            pl.lit(tag),
-        )
-    ).to_series()
-    path.write_text("".join(f"{line}\n" for line in lines))
+        write_table(frame, out / name, tag="bm25")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

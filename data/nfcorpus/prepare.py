@@ -22,7 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rerank.atomic import atomic_path
+from rerank.data import write_table
 from rerank.retrieval import Bm25Index
 
 HERE = Path(__file__).resolve().parent
@@ -167,22 +167,9 @@ def prepare(
 
 
 def write(tables: dict[str, pl.DataFrame], out: Path) -> None:
-    """Write every table atomically (Parquet with zstd; runs in TREC format)."""
+    """Write every table atomically (Parquet; runs in TREC format, tag ``bm25``)."""
     for name, frame in tables.items():
-        with atomic_path(out / name) as tmp:
-            if name.endswith(".run"):
-                lines = frame.select(
-                    pl.format(
-                        "{} Q0 {} {} {} bm25",
-                        "query_id",
-                        "doc_id",
-                        "rank",
-                        pl.col("score").round(6),
-                    )
-                ).to_series()
-                tmp.write_text("".join(f"{line}\n" for line in lines))
-            else:
-                frame.write_parquet(tmp, compression="zstd", statistics=False)
+        write_table(frame, out / name, tag="bm25")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
