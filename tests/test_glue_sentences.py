@@ -84,3 +84,32 @@ def test_bad_arguments():
         sentence_pairs(pl.DataFrame({"doc_id": ["a"], "title": ["t"]}))
     with pytest.raises(RerankError, match="random_pairs must be >= 0"):
         sentence_pairs(DOCS, random_pairs=-1)
+
+
+def test_rerank_pairs_sentences_mode(tmp_path):
+    import argparse
+    import json
+
+    from rerank.cli import pairs as pairs_cli
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text(
+        json.dumps({"doc_id": "7", "title": "", "abstract": DOCS["summary"][0]}) + "\n"
+    )
+    out = tmp_path / "sentences.parquet"
+    parser = argparse.ArgumentParser(prog="rerank")
+    pairs_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["pairs", "--mode", "sentences", "--corpus", str(corpus), "--out", str(out)]
+    )
+    assert args.run(args) == 0
+    got = pl.read_parquet(out)
+    # four sentences of 4 tokens each (none under min_words=4): 3 adjacent + 1 random pair
+    expected = sentence_pairs(
+        pl.DataFrame({"doc_id": ["7"], "title": [""], "summary": [DOCS["summary"][0]]})
+    )
+    assert got.equals(expected) and got.height == 4  # 3 adjacent + 1 random
+    assert got["query_id"].to_list()[:3] == ["7:0", "7:1", "7:2"]
+    bm25 = parser.parse_args(["pairs", "--corpus", str(corpus), "--out", str(out)])
+    with pytest.raises(RerankError, match="--queries is required in bm25 mode"):
+        bm25.run(bm25)

@@ -16,15 +16,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "Retrieve the BM25 top-k documents of every query and write unlabeled rows "
             "query_id, doc_id, query, title, summary: the pairs a teacher scores for "
             "knowledge rekindle. BM25 runs over title + summary (bm25s, k1=1.5, b=0.75, "
-            "English stop words, Snowball stemming); ties go to the smaller doc_id."
+            "English stop words, Snowball stemming); ties go to the smaller doc_id. "
+            "--mode sentences instead pairs sentences of the same document (rekindle data "
+            "for GLUE teachers; see rerank.glue.sentences)."
         ),
     )
     parser.add_argument(
+        "--mode",
+        choices=("bm25", "sentences"),
+        default="bm25",
+        help="bm25: queries x their top-k documents; sentences: adjacent + --random-pairs "
+        "random sentence pairs of each document, no queries (default: %(default)s)",
+    )
+    parser.add_argument(
         "--queries",
-        required=True,
         metavar="FILE",
         help="queries: .tsv/.jsonl/.parquet with query_id and query (or text); "
-        "a headerless qid<TAB>text TSV (MS MARCO topics) works too",
+        "a headerless qid<TAB>text TSV (MS MARCO topics) works too (bm25 mode)",
     )
     parser.add_argument(
         "--corpus",
@@ -44,6 +52,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="TREC qrels or a table with query_id, doc_id: pairs never to emit "
         "(the query gets its next-best documents instead)",
     )
+    parser.add_argument(
+        "--random-pairs",
+        type=int,
+        default=1,
+        help="sentences mode: non-adjacent pairs per document (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-pairs", type=int, help="sentences mode: keep a seeded subsample of this many"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="sentences mode: seed (default: 0)")
     parser.set_defaults(run=run)
     return parser
 
@@ -51,6 +69,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from rerank.pairs import build_pairs, read_documents, read_judged, read_queries, write_pairs
 
+    if args.mode == "sentences":
+        return _run_sentences(args)
+    if not args.queries:
+        raise RerankError("--queries is required in bm25 mode")
     if args.k < 1:
         raise RerankError(f"--k: expected a positive integer, got {args.k}")
     queries = read_queries(args.queries)
@@ -62,6 +84,24 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {pairs.height:,} pairs for {matched:,} of {queries.height:,} queries "
         f"({queries.height - matched:,} without a matching document) to {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _run_sentences(args: argparse.Namespace) -> int:
+    from rerank.glue.sentences import sentence_pairs
+    from rerank.pairs import read_documents, write_pairs
+
+    if args.max_pairs is not None and args.max_pairs < 1:
+        raise RerankError(f"--max-pairs: expected a positive integer, got {args.max_pairs}")
+    docs = read_documents(args.corpus)
+    pairs = sentence_pairs(
+        docs, random_pairs=args.random_pairs, max_pairs=args.max_pairs, seed=args.seed
+    )
+    write_pairs(pairs, args.out)
+    print(
+        f"wrote {pairs.height:,} sentence pairs from {docs.height:,} documents to {args.out}",
         file=sys.stderr,
     )
     return 0
