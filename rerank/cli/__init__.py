@@ -24,6 +24,7 @@ from rerank.errors import RerankError
 SUBCOMMANDS: dict[str, str] = {
     "evaluate": "rerank.cli.evaluate",
     "pairs": "rerank.cli.pairs",
+    "score": "rerank.cli.score",
 }
 
 
