@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from rerank._data_io import PathLike, Source
@@ -41,7 +42,7 @@ def as_id(raw: pl.DataFrame, column: str, source: Source) -> Typed:
         raise input_error(
             source.name, f"expected string or integer ids, got {dtype}", column=column
         )
-    blank = value.is_null() | (value.cast(pl.String).str.strip_chars().str.len_bytes() == 0)
+    blank = value.is_null() | value.cast(pl.String).str.contains(r"^\s*$")
     return Typed(column, value.cast(pl.String), [(blank, "expected a non-empty id")])
 
 
@@ -124,9 +125,16 @@ def _show(value: object) -> str:
     return repr(value)
 
 
-def pair_hash(frame: pl.DataFrame, ids: Sequence[str]) -> pl.Series:
+def pair_hash(frame: pl.DataFrame, ids: Sequence[str], *, seed: int = 0) -> pl.Series:
     """One uint64 per row hashing the id columns (equal ids, equal hashes)."""
-    return frame.select(pl.struct(ids).hash()).to_series()
+    return frame.select(pl.struct(ids).hash(seed=seed)).to_series()
+
+
+def hashes_unique(hashes: pl.Series) -> bool:
+    """Whether no hash repeats (numpy's sort of uint64 is several times faster than
+    ``Series.n_unique`` here: 0.13 s against 0.3 s for 11M rows)."""
+    ordered = np.sort(hashes.to_numpy())
+    return not bool((ordered[1:] == ordered[:-1]).any())
 
 
 def require_unique(
@@ -134,7 +142,7 @@ def require_unique(
 ) -> None:
     """Raise for the first row whose ids repeat an earlier row's."""
     hashes = pair_hash(frame, ids) if hashes is None else hashes
-    if hashes.n_unique() == frame.height:
+    if hashes_unique(hashes):
         return
     # some hashes repeat: compare the ids exactly, on those rows only
     candidates = frame.select(ids).with_row_index("_i").filter(hashes.is_duplicated())
@@ -204,8 +212,9 @@ def match_rows(
 
     Returns ``None`` when both hold the same pairs in the same order (no join needed).
     Either side repeating a pair is an error. The join runs on one uint64 hash per row
-    (much faster than on two string columns); the matches are then compared exactly and
-    a hash collision falls back to the exact string join.
+    (about twice as fast as joining two string columns); each match is then confirmed
+    with a second, independently seeded hash, and any disagreement (a collision) falls
+    back to the exact join on the id strings.
     """
     left = labeled.select(pl.col(c).cast(pl.String) for c in ids)
     right = scores.select(pl.col(c).cast(pl.String) for c in ids)
@@ -215,7 +224,7 @@ def match_rows(
         return None
     right_hash = pair_hash(right, ids)
     require_unique(right, ids, ssrc, right_hash)
-    if left_hash.n_unique() == left.height and right_hash.n_unique() == right.height:
+    if hashes_unique(left_hash) and hashes_unique(right_hash):
         position = (
             pl.DataFrame({"h": left_hash})
             .join(
@@ -227,7 +236,9 @@ def match_rows(
             .get_column("_j")
         )
         found = position.is_not_null()
-        if right.select(ids)[position.filter(found)].equals(left.filter(found)):
+        check_left = pair_hash(left, ids, seed=1).filter(found)
+        check_right = pair_hash(right, ids, seed=1).gather(position.filter(found))
+        if (check_left == check_right).all():
             return position
     return left.join(
         right.with_row_index("_j"), on=list(ids), how="left", maintain_order="left"
