@@ -37,6 +37,8 @@ __all__ = [
     "PAIR_COLUMNS",
     "Attached",
     "attach_scores",
+    "file_format",
+    "read_labels",
     "read_pairs",
     "read_qrels",
     "read_scores",
@@ -50,6 +52,7 @@ TEXT_COLUMNS = ("query", "title", "summary")
 PAIR_COLUMNS = (*ID_COLUMNS, *TEXT_COLUMNS, "label")
 SCORE_COLUMNS = (*ID_COLUMNS, "score")
 DEFAULT_LABEL_RANGE = (0, 4)
+TABLE_FORMATS = ("tsv", "jsonl", "parquet")
 
 TABLE_SUFFIXES = (".tsv", ".jsonl", ".parquet", ".tsv.gz", ".jsonl.gz")
 RUN_SUFFIXES = (".run", ".trec")
@@ -392,6 +395,21 @@ def attach_scores(
     score = scores.get_column("score").cast(pl.Float64).gather(position.filter(matched))
     frame = labeled.filter(matched).with_columns(score)
     return Attached(frame, labeled.height, scores.height, labeled.height - n_matched, n_unmatched)
+
+
+def file_format(path: PathLike) -> str:
+    """The format an extension names: ``tsv``, ``jsonl``, ``parquet``, ``run`` or ``qrels``.
+
+    Examples
+    --------
+    >>> file_format("bm25.trec"), file_format("eval.tsv.gz")
+    ('run', 'tsv')
+    """
+    if _suffix(path, RUN_SUFFIXES):
+        return "run"
+    if _suffix(path, QRELS_SUFFIXES):
+        return "qrels"
+    return _table_kind(path)
 
 
 def _suffix(path: PathLike, suffixes: Sequence[str]) -> bool:
