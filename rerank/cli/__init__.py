@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate": "rerank.cli.evaluate",
     "pairs": "rerank.cli.pairs",
     "score": "rerank.cli.score",
+    "vocab": "rerank.cli.vocab",
 }
 
 
