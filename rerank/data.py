@@ -392,8 +392,11 @@ def attach_scores(
             f"{lsrc.label}; the first is ({qid!r}, {did!r}); "
             "set unmatched to 'drop' to ignore them",
         )
-    score = scores.get_column("score").cast(pl.Float64).gather(position.filter(matched))
-    frame = labeled.filter(matched).with_columns(score)
+    if n_matched == labeled.height:  # every judged row scored: no filter (copies strings)
+        frame = labeled.with_columns(scores.get_column("score").cast(pl.Float64).gather(position))
+    else:
+        score = scores.get_column("score").cast(pl.Float64).gather(position.filter(matched))
+        frame = labeled.filter(matched).with_columns(score)
     return Attached(frame, labeled.height, scores.height, labeled.height - n_matched, n_unmatched)
 
 
