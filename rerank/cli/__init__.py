@@ -22,8 +22,10 @@ from rerank.errors import RerankError
 # name -> module under rerank.cli; modules are imported lazily so that
 # `rerank evaluate` never pays for importing torch.
 SUBCOMMANDS: dict[str, str] = {
+    "cycle": "rerank.cli.cycle",
     "evaluate": "rerank.cli.evaluate",
     "pairs": "rerank.cli.pairs",
+    "rekindle": "rerank.cli.rekindle",
     "score": "rerank.cli.score",
     "vocab": "rerank.cli.vocab",
 }

@@ -1,0 +1,239 @@
+"""Expert-guided pre-training: the student learns the teachers' scores (and MLM).
+
+This is a configuration of the one training loop (:func:`rerank.train.train`), not a new
+loop. A :class:`RekindleConfig` is an ordinary training :class:`rerank.config.Config` plus
+a ``[rekindle]`` section naming the unlabeled pairs and the teachers; :func:`pretrain`
+scores the pairs once into the teacher-score store (:mod:`rerank.rekindle.store`), points
+``data.train`` at the store and trains on the objective, whose targets are the store's
+``teacher:<name>`` columns. A single teacher (UEGP) in ``data/cranfield/rekindle.toml``::
+
+    [model]
+    path = "default"                  # a general pretrained encoder, not the teacher
+    [rekindle]
+    data = "rekindle.parquet"
+    teachers = { t1 = { path = "../../runs/cranfield/teacher/best" } }
+    [[objective]]
+    loss = "pointwise_mse"
+    target = "teacher:t1"
+    [[objective]]
+    loss = "pairwise_mse"
+    target = "teacher:t1"
+    [[objective]]
+    loss = "mlm"
+    weight = 0.1
+
+Several teachers (MoEGP) get one student head each (``model.heads = {t1 = {}, t2 = {}}``)
+and one KD term per head. The ablations are objectives: ``kd+mlm`` (all terms), ``kd``
+(without the ``mlm`` term), ``mlm`` (only it); :func:`ablate` derives them from one config.
+
+Snapshots: with ``rekindle.snapshot_every = N`` the student's weights at steps N, 2N, ...
+are kept under ``snapshots/step-<k>`` (the checkpoints for the paper's Figure 3). The loop
+keeps only its latest checkpoint, so the run is driven in slices of N steps, each resuming
+the checkpoint of the one before; slicing does not change the result (resume is exact).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rerank.config import Config
+from rerank.errors import RerankError
+
+__all__ = [
+    "VARIANTS",
+    "PretrainResult",
+    "RekindleConfig",
+    "RekindleSection",
+    "TeacherConfig",
+    "ablate",
+    "pretrain",
+    "snapshots",
+]
+
+log = logging.getLogger(__name__)
+
+Variant = Literal["kd+mlm", "kd", "mlm"]
+VARIANTS: tuple[str, ...] = ("kd+mlm", "kd", "mlm")
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass
+class TeacherConfig:
+    path: str = field(default="", metadata=_help("the teacher's saved model directory", path=True))
+    head: str = field(default="", metadata=_help("teacher head that scores; empty: its primary"))
+
+
+@dataclass
+class RekindleSection:
+    data: str = field(
+        default="",
+        metadata=_help("unlabeled pairs query_id, doc_id, query, title, summary", path=True),
+    )
+    teachers: dict[str, TeacherConfig] = field(
+        default_factory=dict, metadata=_help("name -> teacher; targets are 'teacher:<name>'")
+    )
+    store: str = field(
+        default="",
+        metadata=_help(
+            "teacher-score store (.parquet); empty: <output_dir>/teacher_scores.parquet", path=True
+        ),
+    )
+    score_max_length: int = field(
+        default=0, metadata=_help("tokens the teachers score at; 0: model.max_length")
+    )
+    snapshot_every: int = field(
+        default=0, metadata=_help("keep the student's weights every N steps (Figure 3); 0: never")
+    )
+
+
+@dataclass
+class RekindleConfig(Config):
+    rekindle: RekindleSection = field(default_factory=RekindleSection)
+
+
+@dataclass
+class PretrainResult:
+    """What :func:`pretrain` did: the loop's result, the store, and the snapshots kept."""
+
+    train: Any
+    store: Path
+    scored: tuple[str, ...]
+    snapshots: dict[int, Path]
+
+
+def ablate(cfg: RekindleConfig, variant: str) -> RekindleConfig:
+    """A copy of ``cfg`` whose objective is the ablation ``variant``.
+
+    ``kd+mlm``: every term; ``kd``: the non-MLM terms; ``mlm``: the MLM term only.
+    """
+    if variant not in VARIANTS:
+        raise RerankError(
+            f"rekindle variant: expected one of {', '.join(VARIANTS)}, got '{variant}'"
+        )
+    out = copy.deepcopy(cfg)
+    mlm = [t for t in out.objective if t.loss == "mlm"]
+    kd = [t for t in out.objective if t.loss != "mlm"]
+    wanted = {"kd+mlm": kd + mlm, "kd": kd, "mlm": mlm}[variant]
+    if not wanted or (variant == "kd+mlm" and not (kd and mlm)):
+        raise RerankError(
+            f"rekindle variant '{variant}': the objective lacks the terms it needs "
+            f"(have {', '.join(t.loss for t in out.objective)})"
+        )
+    out.objective = [t for t in out.objective if t in wanted]
+    return out
+
+
+def _check(cfg: RekindleConfig) -> None:
+    rk = cfg.rekindle
+    if not rk.data:
+        raise RerankError("rekindle config: key 'rekindle.data' is required (the unlabeled pairs)")
+    if not rk.teachers:
+        raise RerankError("rekindle config: key 'rekindle.teachers' must name at least one teacher")
+    for name, teacher in rk.teachers.items():
+        if not teacher.path:
+            raise RerankError(f"rekindle config: key 'rekindle.teachers.{name}.path' is required")
+    known = {f"teacher:{n}" for n in rk.teachers}
+    for i, term in enumerate(cfg.objective):
+        if term.loss == "mlm":
+            continue
+        if term.target not in known:
+            raise RerankError(
+                f"rekindle config: objective.{i}.target: expected one of {', '.join(sorted(known))} "
+                f"(expert-guided pre-training uses no labels), got '{term.target}'"
+            )
+    if rk.snapshot_every < 0:
+        raise RerankError("rekindle config: key 'rekindle.snapshot_every' must be >= 0")
+
+
+def store_path(cfg: RekindleConfig) -> Path:
+    """Where the teacher-score store of ``cfg`` lives."""
+    if cfg.rekindle.store:
+        return Path(cfg.rekindle.store)
+    return Path(cfg.train.output_dir) / "teacher_scores.parquet"
+
+
+def pretrain(cfg: RekindleConfig, *, max_steps_this_run: int | None = None) -> PretrainResult:
+    """Score the rekindle pairs (once) and run expert-guided pre-training.
+
+    Parameters
+    ----------
+    cfg
+        The rekindle configuration; ``train.resume`` continues an interrupted run.
+    max_steps_this_run
+        Stop after this many steps in total, as if interrupted (tests).
+    """
+    from rerank.rekindle.store import Teacher, build_store
+    from rerank.train import train
+
+    _check(cfg)
+    cfg = copy.deepcopy(cfg)
+    out_dir = Path(cfg.train.output_dir).resolve()
+    cfg.train.output_dir = str(out_dir)
+    store = store_path(cfg)
+    teachers = [Teacher(n, Path(t.path), t.head or None) for n, t in cfg.rekindle.teachers.items()]
+    built = build_store(
+        cfg.rekindle.data,
+        teachers,
+        store,
+        max_length=cfg.rekindle.score_max_length or cfg.model.max_length,
+    )
+    cfg.data.train = str(store)
+    every = cfg.rekindle.snapshot_every
+    if not every:
+        result = train(cfg, max_steps_this_run=max_steps_this_run)
+        return PretrainResult(result, store, built.scored, snapshots(out_dir))
+    if cfg.train.save_every == 0 or every % cfg.train.save_every:
+        # the slice boundaries must be checkpoints for the next slice to resume from
+        cfg.train.save_every = every
+    done = _checkpoint_step(out_dir) if cfg.train.resume else 0
+    stop_at = max_steps_this_run
+    while True:
+        target = (done // every + 1) * every
+        if stop_at is not None:
+            target = min(target, stop_at)
+        result = train(cfg, max_steps_this_run=target)
+        done = result.steps
+        if done % every == 0 or result.finished:
+            _keep_snapshot(out_dir, done)
+        if result.finished or (stop_at is not None and done >= stop_at) or done < target:
+            return PretrainResult(result, store, built.scored, snapshots(out_dir))
+        cfg.train.resume = True
+
+
+def _checkpoint_step(out_dir: Path) -> int:
+    from rerank import checkpoint as ckpt
+
+    state = ckpt.load_state(out_dir) if ckpt.exists(out_dir) else None
+    return int(state["step"]) if state else 0
+
+
+def _keep_snapshot(out_dir: Path, step: int) -> None:
+    from rerank import checkpoint as ckpt
+    from rerank.atomic import atomic_path
+
+    dest = out_dir / "snapshots" / f"step-{step}"
+    if dest.is_dir():
+        return
+    with atomic_path(dest, is_dir=True) as tmp:
+        shutil.copytree(ckpt.model_dir(out_dir), tmp, dirs_exist_ok=True)
+        (tmp / "snapshot.json").write_text(json.dumps({"step": step}) + "\n")
+
+
+def snapshots(out_dir: str | Path) -> dict[int, Path]:
+    """Step -> model directory of the snapshots kept under ``out_dir/snapshots``."""
+    root = Path(out_dir) / "snapshots"
+    found = {}
+    for path in root.glob("step-*") if root.is_dir() else []:
+        tail = path.name.removeprefix("step-")
+        if tail.isdigit() and (path / "snapshot.json").is_file():
+            found[int(tail)] = path
+    return dict(sorted(found.items()))

@@ -1,0 +1,261 @@
+"""The teacher-score store: rekindle pairs scored once by one or more teachers.
+
+A store is one Parquet file: the rekindle rows (``query_id, doc_id, query, title,
+summary``) plus one ``Float64`` column ``teacher:<name>`` per teacher, the targets of
+expert-guided pre-training. Its provenance lives in the Parquet key-value metadata under
+``rerank.provenance`` (JSON), so data and provenance can never drift apart::
+
+    {"data": {"path": ..., "sha256": ..., "rows": 5998},
+     "teachers": {"t1": {"path": ..., "head": "score", "max_length": 192,
+                         "weights": {"model.safetensors": "<sha256>"}}},
+     "created": "2025-01-01T00:00:00+00:00", "rerank_version": "0.1.0"}
+
+Scoring is expensive, so :func:`build_store` reuses what it can: a teacher column is kept
+when the data file's hash and the teacher's record (weight hashes, head, max length) are
+unchanged, and only changed or new teachers are scored. The weights hash is the sha256 of
+``model.safetensors`` (and of ``rerank_heads.safetensors`` when the teacher has extra heads),
+so retraining a teacher in place is noticed even when its path stays the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from rerank import __version__
+from rerank.atomic import atomic_path
+from rerank.errors import RerankError, input_error
+
+__all__ = [
+    "StoreResult",
+    "Teacher",
+    "build_store",
+    "file_sha256",
+    "read_provenance",
+    "read_store",
+    "teacher_column",
+]
+
+log = logging.getLogger(__name__)
+
+PROVENANCE_KEY = "rerank.provenance"
+PAIR_COLUMNS = ("query_id", "doc_id", "query", "title", "summary")
+WEIGHT_FILES = ("model.safetensors", "rerank_heads.safetensors")
+
+Scorer = Callable[[Path, pl.DataFrame, str | None, int], "pl.Series"]
+"""``(teacher_dir, rows, head, max_length) -> scores``: how a teacher scores rows."""
+
+
+def teacher_column(name: str) -> str:
+    """The store column holding teacher ``name``'s scores: ``teacher:<name>``."""
+    return f"teacher:{name}"
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A teacher: a saved ranking model directory and the head that scores.
+
+    Parameters
+    ----------
+    name
+        Column suffix (``teacher:<name>``) and, in multi-teacher rekindle, the name of the
+        student head that learns from it.
+    path
+        The teacher's model directory.
+    head
+        Which of the teacher's heads scores (``None``: its primary head).
+    """
+
+    name: str
+    path: Path
+    head: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in ":/\\ \t"):
+            raise RerankError(
+                f"Teacher: name '{self.name}' must be non-empty without ':', '/', or spaces"
+            )
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """What :func:`build_store` did: the store path, teachers scored and teachers reused."""
+
+    path: Path
+    scored: tuple[str, ...]
+    reused: tuple[str, ...]
+
+
+def file_sha256(path: str | os.PathLike[str], *, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _weights_hashes(path: Path) -> dict[str, str]:
+    if not (path / "model.safetensors").is_file():
+        raise RerankError(f"{path}: no model.safetensors: expected a saved teacher model directory")
+    return {name: file_sha256(path / name) for name in WEIGHT_FILES if (path / name).is_file()}
+
+
+def _teacher_record(teacher: Teacher, max_length: int) -> dict[str, Any]:
+    return {
+        "path": str(teacher.path),
+        "head": teacher.head,
+        "max_length": max_length,
+        "weights": _weights_hashes(Path(teacher.path)),
+    }
+
+
+def _same_scoring(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    # The path may move (a copied run directory); the weights, head and length decide.
+    keys = ("head", "max_length", "weights")
+    return all(old.get(k) == new.get(k) for k in keys)
+
+
+def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The provenance record of a store (``{}`` when the file has none)."""
+    try:
+        meta = pl.read_parquet_metadata(path)
+    except (OSError, pl.exceptions.ComputeError) as err:
+        raise input_error(path, f"cannot read Parquet metadata: {err}") from err
+    raw = meta.get(PROVENANCE_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def read_store(path: str | os.PathLike[str]) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Read a store: its rows (with every ``teacher:<name>`` column) and its provenance."""
+    if not Path(path).is_file():
+        raise input_error(path, "teacher-score store does not exist (run the scoring stage first)")
+    return pl.read_parquet(path), read_provenance(path)
+
+
+def _default_scorer(path: Path, rows: pl.DataFrame, head: str | None, max_length: int) -> pl.Series:
+    from rerank.model import RerankModel
+    from rerank.score import score_frame
+
+    model = RerankModel.from_pretrained(path)
+    scores = score_frame(
+        model, rows, heads=None if head is None else (head,), max_length=max_length, progress=True
+    )
+    return pl.Series(scores.reshape(len(rows), -1)[:, 0], dtype=pl.Float64)
+
+
+def build_store(
+    data: str | os.PathLike[str],
+    teachers: Sequence[Teacher],
+    out: str | os.PathLike[str],
+    *,
+    max_length: int = 256,
+    scorer: Scorer | None = None,
+) -> StoreResult:
+    """Score the rekindle rows of ``data`` with every teacher into the store ``out``.
+
+    Parameters
+    ----------
+    data
+        Unlabeled rekindle pairs (``query_id, doc_id, query, title, summary``; a
+        ``label`` column, if any, is ignored), in any format :mod:`rerank.data` reads.
+    teachers
+        The teachers; their names must be distinct.
+    out
+        The store (``.parquet``). Written atomically.
+    max_length
+        Token length the teachers score at (part of the provenance).
+    scorer
+        How a teacher scores rows (default: :func:`rerank.score.score_frame` on the
+        loaded model). Tests pass a cheap one.
+
+    Returns
+    -------
+    StoreResult
+        Which teachers were scored and which reused from an existing store. When every
+        teacher is reused and nothing else changed, the file is left untouched.
+    """
+    names = [t.name for t in teachers]
+    if not teachers:
+        raise RerankError("build_store: at least one teacher is needed")
+    if len(set(names)) != len(names):
+        raise RerankError(f"build_store: teacher names must be distinct, got {names}")
+    out = Path(out)
+    if out.suffix != ".parquet":
+        raise input_error(out, "the teacher-score store must be a .parquet file")
+    data = Path(data)
+    if not data.is_file():
+        raise input_error(data, "rekindle data file does not exist")
+    data_record = {"path": str(data), "sha256": file_sha256(data)}
+    records = {t.name: _teacher_record(t, max_length) for t in teachers}
+
+    old_frame: pl.DataFrame | None = None
+    old: dict[str, Any] = {}
+    if out.is_file():
+        old = read_provenance(out)
+        if old.get("data", {}).get("sha256") == data_record["sha256"]:
+            old_frame = pl.read_parquet(out)
+        else:
+            log.info("%s: rekindle data changed since the store was built; rescoring all", out)
+    reuse = {
+        name
+        for name, rec in records.items()
+        if old_frame is not None
+        and teacher_column(name) in old_frame.columns
+        and _same_scoring(old.get("teachers", {}).get(name, {}), rec)
+    }
+    if reuse == set(names) and set(old.get("teachers", {})) == set(names):
+        log.info("%s: every teacher's scores are up to date; reusing the store", out)
+        return StoreResult(out, (), tuple(names))
+
+    rows = _read_rows(data) if old_frame is None else old_frame.select(PAIR_COLUMNS)
+    scorer = scorer or _default_scorer
+    columns = []
+    for teacher in teachers:
+        column = teacher_column(teacher.name)
+        if teacher.name in reuse:
+            assert old_frame is not None
+            columns.append(old_frame.get_column(column))
+            continue
+        log.info(
+            "scoring %d rekindle pairs with teacher '%s' (%s)",
+            rows.height,
+            teacher.name,
+            teacher.path,
+        )
+        scores = scorer(Path(teacher.path), rows, teacher.head, max_length)
+        if len(scores) != rows.height:
+            raise RerankError(
+                f"teacher '{teacher.name}': scorer returned {len(scores)} scores for {rows.height} rows"
+            )
+        columns.append(pl.Series(column, scores, dtype=pl.Float64))
+    frame = rows.with_columns(columns)
+    provenance = {
+        "data": {**data_record, "rows": rows.height},
+        "teachers": records,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "rerank_version": __version__,
+    }
+    with atomic_path(out) as tmp:
+        frame.write_parquet(tmp, metadata={PROVENANCE_KEY: json.dumps(provenance, sort_keys=True)})
+    scored = tuple(n for n in names if n not in reuse)
+    return StoreResult(out, scored, tuple(n for n in names if n in reuse))
+
+
+def _read_rows(path: Path) -> pl.DataFrame:
+    from rerank.data import read_pairs
+
+    frame = read_pairs(path, labels="optional")
+    missing = [c for c in PAIR_COLUMNS if c not in frame.columns]
+    if missing:
+        raise input_error(path, f"rekindle data lacks column(s) {missing}", column=missing[0])
+    return frame.select(PAIR_COLUMNS)

@@ -1,0 +1,199 @@
+"""The knowledge-rekindle cycle end to end on a tiny BERT and a slice of the Cranfield sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import build_tiny_bert
+
+from rerank.errors import RerankError
+from rerank.rekindle.cycle import load_cycle, run_cycle
+
+ROOT = Path(__file__).parent.parent
+SAMPLE = ROOT / "data" / "cranfield"
+
+RECIPE = """
+[model]
+path = "{teacher}"
+max_length = 32
+max_query_length = 12
+[data]
+train = "train.parquet"
+list_size = 4
+groups_per_batch = 2
+[[objective]]
+loss = "hinge"
+[train]
+steps = {steps}
+lr_max = 1e-3
+bf16 = false
+num_threads = 1
+log_every = 1
+"""
+
+REKINDLE = """
+[model]
+path = "default"
+max_length = 32
+max_query_length = 12
+[data]
+list_size = 4
+groups_per_batch = 2
+[rekindle]
+data = "pairs.parquet"
+teachers = {{ t1 = {{ path = "unused" }} }}
+snapshot_every = {every}
+[[objective]]
+loss = "pointwise_mse"
+target = "teacher:t1"
+[[objective]]
+loss = "pairwise_mse"
+target = "teacher:t1"
+[[objective]]
+loss = "mlm"
+weight = 0.5
+[train]
+steps = {pre_steps}
+lr_max = 1e-3
+bf16 = false
+num_threads = 1
+log_every = 1
+"""
+
+CYCLE = """
+[cycle]
+name = "tiny"
+output_dir = "out"
+seed = 3
+eval = "eval.parquet"
+test = "test.parquet"
+bm25_eval = "{sample}/bm25_eval.run"
+bm25_test = "{sample}/bm25_test.run"
+num_threads = 1
+figure_variants = ["kd+mlm", "kd"]
+checkpoint_every = 2
+[finetune]
+config = "recipe.toml"
+[pairs]
+data = "pairs.parquet"
+max_queries = 6
+[pretrain]
+config = "rekindle.toml"
+student = "{student}"
+"""
+
+
+def first_queries(path: Path, n: int) -> pl.DataFrame:
+    frame = pl.read_parquet(path)
+    keep = frame["query_id"].unique(maintain_order=True).head(n)
+    return frame.filter(pl.col("query_id").is_in(keep.implode()))
+
+
+def make_cycle(root: Path, *, steps=4, pre_steps=4, every=2) -> Path:
+    """Tiny models, a slice of the shipped sample, and the three configs."""
+    root.mkdir(parents=True, exist_ok=True)
+    teacher = build_tiny_bert(root / "teacher-init", seed=0)
+    student = build_tiny_bert(root / "student-init", seed=1)
+    first_queries(SAMPLE / "train.parquet", 8).write_parquet(root / "train.parquet")
+    # every query of the BM25 runs must have its judged rows: keep whole splits' slices
+    for split in ("eval", "test"):
+        first_queries(SAMPLE / f"{split}.parquet", 3).write_parquet(root / f"{split}.parquet")
+    first_queries(SAMPLE / "rekindle.parquet", 10).write_parquet(root / "pairs.parquet")
+    (root / "recipe.toml").write_text(RECIPE.format(teacher=teacher, steps=steps))
+    (root / "rekindle.toml").write_text(REKINDLE.format(every=every, pre_steps=pre_steps))
+    (root / "cycle.toml").write_text(CYCLE.format(sample=SAMPLE, student=student))
+    return root / "cycle.toml"
+
+
+def bm25_slices(root: Path) -> list[str]:
+    """BM25 runs restricted to the sliced queries (evaluation drops nothing judged)."""
+    out = []
+    for split in ("eval", "test"):
+        keep = set(pl.read_parquet(root / f"{split}.parquet")["query_id"].to_list())
+        lines = (SAMPLE / f"bm25_{split}.run").read_text().splitlines()
+        (root / f"bm25_{split}.run").write_text(
+            "\n".join(x for x in lines if x.split()[0] in keep) + "\n"
+        )
+        out.append(f"cycle.bm25_{split}={root / f'bm25_{split}.run'}")
+    return out
+
+
+def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
+    config = make_cycle(tmp_path)
+    cfg = load_cycle(config, bm25_slices(tmp_path))
+    report = run_cycle(cfg)
+    out = tmp_path / "out"
+    for name in ("report.json", "report.md", "results.png", "pretraining.png"):
+        assert (out / name).is_file(), name
+    assert set(report["results"]) == {"bm25", "teacher", "plain", "rekindled"}
+    for model in report["results"].values():
+        for split in ("eval", "test"):
+            assert 0.0 <= model[split]["pnr"] <= 1.0 and 0.0 <= model[split]["ndcg@10"] <= 1.0
+    # the student differs from the teacher, so the plain baseline is its own fine-tune
+    assert report["models"]["plain"] != report["models"]["teacher"]
+    assert "plain" in report["stages_run"] and "score" in report["stages_run"]
+    # Figure 3: zero-shot eval PNR at the snapshot steps of both variants
+    assert [s for s, _ in report["pretraining"]["kd+mlm"]] == [2, 4]
+    assert [s for s, _ in report["pretraining"]["kd"]] == [2, 4]
+    snaps = sorted(p.name for p in (out / "pretrain" / "kd_mlm" / "train" / "snapshots").iterdir())
+    assert snaps == ["step-2", "step-4"]
+    # the store holds the teacher's scores with provenance naming the teacher's weights
+    store = pl.read_parquet(out / "pairs" / "teacher_scores.parquet")
+    assert store.height == pl.read_parquet(out / "pairs" / "pairs.parquet").height
+    assert store["query_id"].n_unique() == 6 and "teacher:t1" in store.columns
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["results"] == report["results"]
+    assert "| student, rekindled + fine-tune |" in (out / "report.md").read_text()
+
+    # re-running skips every stage and reproduces the report
+    again = run_cycle(load_cycle(config, bm25_slices(tmp_path)))
+    assert again["stages_run"] == []
+    assert set(again["timings"].values()) == {0.0}
+    assert again["results"] == report["results"]
+
+
+def test_cycle_config_errors(tmp_path):
+    config = make_cycle(tmp_path)
+    with pytest.raises(RerankError, match="unknown variant 'kd-mlm'"):
+        load_cycle(config, ['cycle.variants=["kd-mlm"]'])
+    with pytest.raises(RerankError, match=r"set either .pairs\.data."):
+        load_cycle(config, ["pairs.queries=q.tsv", "pairs.corpus=c.tsv"])
+    with pytest.raises(RerankError, match=r"unknown key .cycle\.sed."):
+        load_cycle(config, ["cycle.sed=1"])
+
+
+@pytest.mark.slow
+def test_killed_cycle_resumes_to_the_same_report(tmp_path):
+    """Kill `rerank cycle` during pre-training, re-run it: same results as an unbroken run."""
+    unbroken = make_cycle(tmp_path / "a", pre_steps=30, every=10)
+    overrides = bm25_slices(tmp_path / "a")
+    expected = run_cycle(load_cycle(unbroken, overrides))
+
+    config = make_cycle(tmp_path / "b", pre_steps=30, every=10)
+    overrides = bm25_slices(tmp_path / "b")
+    args = [sys.executable, "-m", "rerank", "cycle", "--config", str(config)]
+    for item in overrides:
+        args += ["--set", item]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    snapshot = tmp_path / "b" / "out" / "pretrain" / "kd_mlm" / "train" / "snapshots" / "step-10"
+    deadline = time.time() + 120
+    while not snapshot.is_dir() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert snapshot.is_dir(), "the cycle never reached pre-training"
+    assert not (tmp_path / "b" / "out" / "pretrain" / "kd_mlm" / "done.json").exists()
+    resumed = run_cycle(load_cycle(config, overrides))
+    assert "teacher" not in resumed["stages_run"] and "pairs" not in resumed["stages_run"]
+    assert "pretrain[kd+mlm]" in resumed["stages_run"]
+    assert resumed["results"] == expected["results"]
+    assert resumed["pretraining"] == expected["pretraining"]
