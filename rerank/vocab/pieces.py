@@ -2,10 +2,13 @@
 
 A pieces directory (what ``rerank vocab train`` writes, ``rerank vocab extend`` reads)::
 
-    spm.model       the SentencePiece model (unigram or BPE)
-    spm.vocab       its pieces and scores, one per line (for people)
+    spm.model       the SentencePiece model (unigram or BPE), for other tools
+    spm.vocab       its pieces and scores, ``piece TAB score`` per line, in id order
     tokenizer.json  the same vocabulary as a Hugging Face ``tokenizers`` pipeline
-    pieces.json     specials, normalisation, training options, corpus summary, coverage
+    pieces.json     specials, casing, normalisation, training options, coverage report
+
+``rerank`` reads ``spm.vocab`` and ``pieces.json`` (so a vocabulary can also be written
+by hand, as the tests do); the two tokenizers agree piece for piece.
 
 Normalisation is ours, not SentencePiece's: text is NFKC-normalised, runs of whitespace
 become one space, ends are stripped, and (when the target model is uncased) it is
@@ -38,6 +41,7 @@ __all__ = [
     "load_pieces",
     "pieces_tokenizer",
     "read_corpus",
+    "save_pieces",
     "text_normalizer",
     "train_pieces",
 ]
@@ -47,6 +51,7 @@ SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 """BERT's special tokens, in the ids they get in a trained vocabulary (0..4)."""
 META_FILE = "pieces.json"
 SPM_MODEL = "spm.model"
+SPM_VOCAB = "spm.vocab"
 TABLE_SUFFIXES = (".tsv", ".jsonl", ".parquet", ".tsv.gz", ".jsonl.gz")
 TEXT_COLUMNS = ("query", "title", "summary")
 WORD_START = "\u2581"  # SentencePiece's word-boundary mark "▁"
@@ -175,7 +180,7 @@ def train_pieces(
     specials
         Names of the pad, unk, cls, sep and mask tokens (the target model's), ids 0..4.
     extra
-        Stored in ``pieces.json`` under ``"meta"`` (corpus files, target model...).
+        Stored in ``pieces.json`` under ``"source"`` (corpus files, target model...).
     report
         Called with the trained vocabulary before the directory is moved into place;
         its result is stored in ``pieces.json`` under ``"coverage"``.
@@ -238,49 +243,83 @@ def train_pieces(
             "specials": list(specials),
             "training_texts": len(lines),
             "training_characters": sum(len(t) for t in lines),
-            "meta": dict(extra or {}),
+            "source": dict(extra or {}),
         }
         result = PieceSet(tmp, pieces, scores, model_type, lowercase, specials, meta)
-        pieces_tokenizer(result).save(str(tmp / "tokenizer.json"))
         if report is not None:
             meta["coverage"] = report(result)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        save_pieces(result, tmp)
     return load_pieces(out)
+
+
+def save_pieces(pieces: PieceSet, path: str | os.PathLike[str]) -> None:
+    """Write ``spm.vocab`` (piece TAB score, full precision), ``tokenizer.json`` and
+    ``pieces.json`` into the existing directory ``path`` (``spm.model`` is left as is)."""
+    p = Path(path)
+    lines = [
+        f"{piece}\t{score!r}" for piece, score in zip(pieces.pieces, pieces.scores, strict=True)
+    ]
+    (p / SPM_VOCAB).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    pieces_tokenizer(pieces).save(str(p / "tokenizer.json"))
+    meta = {
+        **pieces.meta,
+        "model_type": pieces.model_type,
+        "lowercase": pieces.lowercase,
+        "specials": list(pieces.specials),
+        "size": len(pieces.pieces),
+    }
+    (p / META_FILE).write_text(
+        json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
 
 def _sp_message(err: RuntimeError) -> str:
     text = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
     # "Internal: src/trainer_interface.cc(661) [(...)] Vocabulary size too high (9000). Please
     # set it to a value <= 4301." -> keep the sentence after the source location.
-    return text.split("] ", 1)[-1]
+    return text.split("] ", 1)[-1].replace("--character_coverage", "--character-coverage")
 
 
 def load_pieces(path: str | os.PathLike[str]) -> PieceSet:
-    """Read a pieces directory written by :func:`train_pieces`."""
-    import sentencepiece as spm
-
+    """Read a pieces directory (``pieces.json`` and ``spm.vocab``; see the module docstring)."""
     p = Path(path)
-    meta_file = p / META_FILE
+    meta_file, vocab_file = p / META_FILE, p / SPM_VOCAB
     if not p.is_dir():
         raise RerankError(f"{p}: pieces directory does not exist")
-    if not meta_file.is_file() or not (p / SPM_MODEL).is_file():
+    if not meta_file.is_file() or not vocab_file.is_file():
         raise RerankError(
-            f"{p}: not a pieces directory (expected {META_FILE} and {SPM_MODEL} from "
+            f"{p}: not a pieces directory (expected {META_FILE} and {SPM_VOCAB} from "
             "'rerank vocab train')"
         )
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise input_error(meta_file, f"not valid JSON: {err.msg}", row=err.lineno) from err
-    proc = spm.SentencePieceProcessor(model_file=str(p / SPM_MODEL))
-    n = proc.get_piece_size()
+    pieces, scores = [], []
+    for number, line in enumerate(vocab_file.read_text(encoding="utf-8").splitlines(), start=1):
+        piece, tab, score = line.rpartition("\t")
+        try:
+            if not tab or not piece:
+                raise ValueError
+            scores.append(float(score))
+        except ValueError:
+            raise input_error(
+                vocab_file, f"expected 'piece<TAB>score', got {line!r}", row=number
+            ) from None
+        pieces.append(piece)
+    model_type = meta.get("model_type", "unigram")
+    if model_type not in ("unigram", "bpe"):
+        raise input_error(meta_file, f"model_type: expected 'unigram' or 'bpe', got {model_type!r}")
+    specials = tuple(meta.get("specials", SPECIALS))
+    if tuple(pieces[: len(specials)]) != specials:
+        raise input_error(vocab_file, f"the first pieces must be the specials {list(specials)}")
     return PieceSet(
         path=p,
-        pieces=tuple(proc.id_to_piece(i) for i in range(n)),
-        scores=tuple(float(proc.get_score(i)) for i in range(n)),
-        model_type=meta.get("model_type", "unigram"),
+        pieces=tuple(pieces),
+        scores=tuple(scores),
+        model_type=model_type,
         lowercase=bool(meta.get("lowercase", False)),
-        specials=tuple(meta.get("specials", SPECIALS)),
+        specials=specials,
         meta=meta,
     )
 
