@@ -16,9 +16,10 @@ or on the downloaded ``.deb`` (no installation needed)::
     apt-get download debian-faq-zh-cn
     .venv/bin/python data/zh_sample/prepare.py --deb debian-faq-zh-cn_11.1_all.deb
 
-Every FAQ entry (an ``<h2>`` question with its answer, sub-sections included) becomes one
-row ``query_id, doc_id, query, title, summary`` (question, chapter title, answer text);
-every heading and paragraph also becomes one line of plain text. Entries whose
+Every paragraph of an FAQ entry (an ``<h2>`` question with its answer, sub-sections
+included) becomes one row ``query_id, doc_id, query, title, summary`` (entry anchor,
+anchor-N, question, chapter title, paragraph): a query with its passages. Every question
+and paragraph also becomes one line of plain text. Entries whose
 ``zlib.crc32(query_id) % 5 == 0`` are held out (about a fifth). The output is
 deterministic: re-running gives byte-identical files.
 """
@@ -151,7 +152,7 @@ def _tsv_field(text: str) -> str:
     return text.replace("\t", " ").replace("\n", " ")
 
 
-def write(entries: Sequence[Entry], out: Path) -> dict[str, tuple[int, int, int]]:
+def write(entries: Sequence[Entry], out: Path) -> dict[str, tuple[int, int, int, int]]:
     """Write ``{train,heldout}.tsv`` and ``{train,heldout}.txt``; return counts per split."""
     counts = {}
     for split in ("train", "heldout"):
@@ -159,14 +160,14 @@ def write(entries: Sequence[Entry], out: Path) -> dict[str, tuple[int, int, int]
         rows = ["\t".join(COLUMNS)]
         lines: list[str] = []
         for e in chosen:
-            summary = " ".join(e.paragraphs)
-            fields = (e.anchor, e.anchor, e.question, e.chapter, summary)
-            rows.append("\t".join(_tsv_field(f) for f in fields))
+            for k, paragraph in enumerate(e.paragraphs, start=1):
+                fields = (e.anchor, f"{e.anchor}-{k}", e.question, e.chapter, paragraph)
+                rows.append("\t".join(_tsv_field(f) for f in fields))
             lines.extend([e.question, *e.paragraphs])
         (out / f"{split}.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
         (out / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         chars = sum(len(line) for line in lines)
-        counts[split] = (len(chosen), len(lines), chars)
+        counts[split] = (len(chosen), len(rows) - 1, len(lines), chars)
     return counts
 
 
@@ -190,8 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         entries = read_faq(folder)
     args.out.mkdir(parents=True, exist_ok=True)
-    for split, (n, lines, chars) in write(entries, args.out).items():
-        print(f"{split}: {n} entries, {lines} lines, {chars} characters")
+    for split, (n, rows, lines, chars) in write(entries, args.out).items():
+        print(f"{split}: {n} entries, {rows} passages, {lines} lines, {chars} characters")
     return 0
 
 
