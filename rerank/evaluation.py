@@ -9,8 +9,6 @@ score (left out) and how many scored rows had no judgment (dropped, or an error)
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -21,15 +19,6 @@ from rerank import data
 from rerank.errors import input_error
 
 __all__ = ["EvaluationReport", "evaluate_files"]
-
-# what each row count means, in the order the table prints them
-COUNT_HELP = {
-    "judged_rows": "rows in the judgments",
-    "scored_rows": "rows in the scores",
-    "evaluated_rows": "judged rows with a score",
-    "unscored_rows": "judged rows without a score (left out)",
-    "unmatched_rows": "scored rows without a judgment (dropped)",
-}
 
 
 @dataclass(frozen=True)
@@ -42,36 +31,32 @@ class EvaluationReport:
         Measure name -> value (``pnr``, ``ndcg@10``, ...) plus the PNR counts, as
         returned by :func:`rerank.measures.evaluate`.
     counts
-        ``judged_rows``, ``scored_rows``, ``evaluated_rows``, ``unscored_rows`` and
-        ``unmatched_rows`` (see :class:`rerank.data.Attached`).
+        ``judged_rows``, ``scored_rows``, ``evaluated_rows``, ``unscored_rows`` (judged
+        rows without a score, left out) and ``unmatched_rows`` (scored rows without a
+        judgment, dropped); see :class:`rerank.data.Attached`.
     per_query
-        One row per query and measure values as columns, when asked for.
+        One row per query with the per-query values, when asked for.
     """
 
     aggregate: dict[str, float | int]
     counts: dict[str, int]
     per_query: pl.DataFrame | None = None
 
-    def as_dict(self) -> dict[str, float | int | None]:
-        """Measures, then counts, in one flat dict (non-finite values become ``None``)."""
-        merged = {**self.aggregate, **self.counts}
-        return {k: (None if _non_finite(v) else v) for k, v in merged.items()}
+    def as_dict(self) -> dict[str, float | int]:
+        """Measures, PNR counts, then row counts, in one flat dict."""
+        return {**self.aggregate, **self.counts}
 
     def to_json(self) -> str:
-        """One JSON object whose keys are the measure and count names."""
-        return json.dumps(self.as_dict())
+        """One JSON object keyed by measure and count names (NaN: null, infinity: "inf")."""
+        from rerank.measures import Evaluation
+
+        return Evaluation(self.as_dict()).to_json()
 
     def format_table(self) -> str:
-        """A two-column plain-text table: measures, then counts with their meaning."""
-        rows = [(name, _format(value), "") for name, value in self.aggregate.items()]
-        rows += [(name, str(value), COUNT_HELP[name]) for name, value in self.counts.items()]
-        width = max(len(name) for name, _, _ in rows)
-        value_width = max(len(value) for _, value, _ in rows)
-        lines = [f"{'measure':<{width}}  {'value':>{value_width}}"]
-        for name, value, note in rows:
-            line = f"{name:<{width}}  {value:>{value_width}}"
-            lines.append(f"{line}  {note}" if note else line)
-        return "\n".join(lines)
+        """A two-column text table (measure, value): measures, PNR counts, row counts."""
+        from rerank.measures import Evaluation
+
+        return Evaluation(self.as_dict()).format_table()
 
 
 def evaluate_files(
@@ -121,6 +106,7 @@ def evaluate_files(
     from rerank import measures as measures_module
 
     names = list(measures) if measures is not None else list(measures_module.DEFAULT_MEASURES)
+    _check_measure_names(names)  # before reading what may be large files
     labeled = data.read_labels(judgments, label_range=label_range)
     scored = data.read_scores(scores)
     attached = data.attach_scores(
@@ -138,11 +124,14 @@ def evaluate_files(
     )
 
 
-def _non_finite(value: object) -> bool:
-    return isinstance(value, float) and not math.isfinite(value)
+def _check_measure_names(names: Sequence[str]) -> None:
+    from rerank.measures import PNR_MEASURES
 
+    if not names:
+        raise input_error(None, "no measures requested")
+    other = [name for name in names if name not in PNR_MEASURES]
+    if other:
+        from rerank.measures import ir
 
-def _format(value: float | int) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return "nan" if math.isnan(value) else f"{value:.4f}"
+        for name in other:
+            ir.parse_measure(name)
