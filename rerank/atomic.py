@@ -40,6 +40,11 @@ def atomic_path(path: str | os.PathLike[str], *, is_dir: bool = False) -> Iterat
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
         os.close(fd)
         tmp = Path(name)
+    # mkstemp/mkdtemp create private (0600/0700) entries; outputs get the usual
+    # permissions, as if opened with open(path, "w") under the current umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, (0o777 if is_dir else 0o666) & ~umask)
     try:
         yield tmp
         if is_dir:
