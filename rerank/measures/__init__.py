@@ -1,0 +1,233 @@
+"""Evaluation: PNR and ir-measures on one scored, labelled table, reported together.
+
+:func:`evaluate` takes a frame with ``query_id, doc_id, label, score`` and a list of
+measure names. ``pnr`` and ``pnr_macro`` come from the numba kernels in
+:mod:`rerank.measures.pnr`; every other name goes to ir-measures through
+:mod:`rerank.measures.ir`. The results are merged so that PNR reads like any other
+measure (STYLE.md habit 5).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from rerank.errors import input_error
+from rerank.grouping import group_queries
+from rerank.measures.pnr import PNRResult, pnr
+
+__all__ = ["DEFAULT_MEASURES", "PNR_MEASURES", "Evaluation", "PNRResult", "evaluate", "pnr"]
+
+DEFAULT_MEASURES: tuple[str, ...] = ("pnr", "pnr_macro", "ndcg@10", "map", "mrr")
+PNR_MEASURES: tuple[str, ...] = ("pnr", "pnr_macro")
+# Reported with any PNR measure, after the requested names.
+PNR_COUNTS: tuple[str, ...] = (
+    "concordant",
+    "discordant",
+    "ties",
+    "queries",
+    "queries_without_discordant",
+)
+_COLUMNS = ("query_id", "doc_id", "label", "score")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The measured values of one scored table.
+
+    Attributes
+    ----------
+    aggregate
+        Requested name -> value, in the order asked, followed by the PNR counts
+        (``concordant``, ``discordant``, ``ties``, ``queries``,
+        ``queries_without_discordant``; ints) when a PNR measure was requested.
+    per_query
+        With ``per_query=True``: one row per query (in order of first appearance) with
+        ``query_id``, one column per ir-measures name, ``pnr`` (the per-query ratio, shared
+        by ``pnr`` and ``pnr_macro``) and the per-query ``concordant``, ``discordant`` and
+        ``ties``. Otherwise ``None``.
+    """
+
+    aggregate: dict[str, float | int]
+    per_query: pl.DataFrame | None = None
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """The aggregate values as a JSON object (NaN as ``null``, infinity as ``"inf"``).
+
+        Examples
+        --------
+        >>> Evaluation({"pnr": math.inf, "map": 0.5, "concordant": 3}).to_json()
+        '{"pnr": "inf", "map": 0.5, "concordant": 3}'
+        """
+        return json.dumps({k: _json_value(v) for k, v in self.aggregate.items()}, indent=indent)
+
+    def format_table(self, *, digits: int = 4) -> str:
+        """A two-column text table, values aligned on the decimal point.
+
+        Examples
+        --------
+        >>> print(Evaluation({"pnr": 3.04128, "ndcg@10": 0.5, "concordant": 1204}).format_table())
+        measure         value
+        pnr            3.0413
+        ndcg@10        0.5000
+        concordant  1204
+        """
+        rows = [(name, *_format_value(v, digits)) for name, v in self.aggregate.items()]
+        name_width = max([len("measure")] + [len(name) for name, _, _ in rows])
+        int_width = max([0] + [len(whole) for _, whole, _ in rows])
+        frac_width = max([0] + [len(frac) for _, _, frac in rows])
+        value_width = max(len("value"), int_width + frac_width)
+        lines = [f"{'measure':<{name_width}}  {'value':>{value_width}}"]
+        for name, whole, frac in rows:
+            # Non-finite floats (whole part "") go to the right edge.
+            value = f"{whole:>{int_width}}{frac:<{frac_width}}" if whole else frac
+            lines.append(f"{name:<{name_width}}  {value:>{value_width}}".rstrip())
+        return "\n".join(lines)
+
+
+def evaluate(
+    frame: pl.DataFrame,
+    measures: Sequence[str] = DEFAULT_MEASURES,
+    *,
+    per_query: bool = False,
+) -> Evaluation:
+    """Evaluate scores against labels with PNR and ir-measures.
+
+    Parameters
+    ----------
+    frame
+        Columns ``query_id`` (str), ``doc_id`` (str), ``label`` (int), ``score`` (float);
+        rows of a query need not be contiguous (they are grouped without sorting when
+        they are).
+    measures
+        Names: ``pnr`` (micro: total concordant / total discordant), ``pnr_macro`` (mean
+        per-query ratio over queries with a discordant pair), and any name accepted by
+        :func:`rerank.measures.ir.parse_measure` (``ndcg@10``, ``map``, ``mrr``,
+        ``err@20``, ``p@10``, ``recall@100``, ``nDCG@10``, ``AP(rel=2)``, ...).
+    per_query
+        Also return a per-query table.
+
+    Returns
+    -------
+    Evaluation
+        ``aggregate`` (name -> value, plus PNR counts) and optionally ``per_query``.
+
+    Raises
+    ------
+    RerankError
+        On a missing column, nulls, non-integer labels, NaN scores, an unknown measure
+        name, or a doc id repeated within a query.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> frame = pl.DataFrame({
+    ...     "query_id": ["q1", "q1", "q1", "q2", "q2"],
+    ...     "doc_id": ["a", "b", "c", "a", "d"],
+    ...     "label": [2, 1, 0, 1, 0],
+    ...     "score": [0.9, 0.3, 0.5, 0.2, 0.1],
+    ... })
+    >>> ev = evaluate(frame, ["pnr", "pnr_macro", "mrr"])
+    >>> ev.aggregate
+    {'pnr': 3.0, 'pnr_macro': 2.0, 'mrr': 1.0, 'concordant': 3, 'discordant': 1, 'ties': 0, 'queries': 2, 'queries_without_discordant': 1}
+    """
+    names = list(dict.fromkeys(measures))
+    if not names:
+        raise input_error(None, "no measures requested")
+    ir_names = [n for n in names if n not in PNR_MEASURES]
+    if ir_names:
+        from rerank.measures import ir
+
+        for name in ir_names:
+            ir.parse_measure(name)  # fail on a bad name before any work
+    _check_frame(frame)
+
+    groups = group_queries(frame["query_id"])
+    labels = frame["label"].to_numpy()
+    scores = frame["score"].to_numpy()
+    if groups.order is not None:
+        labels, scores = labels[groups.order], scores[groups.order]
+    offsets = groups.offsets
+
+    aggregate: dict[str, float | int] = {}
+    columns: dict[str, object] = {}
+    result = None
+    if any(n in PNR_MEASURES for n in names):
+        try:
+            result = pnr(offsets, labels, scores)
+        except ValueError as error:  # NaN scores: say it as a user error
+            raise input_error(None, str(error), column="score") from None
+    ir_values: tuple[dict[str, float], dict[str, np.ndarray]] = ({}, {})
+    if ir_names:
+        doc_ids = frame["doc_id"]
+        if groups.order is not None:
+            doc_ids = doc_ids.gather(groups.order)
+        ir_values = ir.calc(
+            ir_names,
+            offsets,
+            doc_ids.to_list(),
+            labels,
+            scores,
+            query_ids=groups.query_ids.to_list(),
+        )
+    for name in names:
+        if name == "pnr":
+            aggregate[name] = result.pnr
+        elif name == "pnr_macro":
+            aggregate[name] = result.pnr_macro
+        else:
+            aggregate[name] = ir_values[0][name]
+            columns[name] = ir_values[1][name]
+    if result is not None:
+        for count in PNR_COUNTS:
+            aggregate[count] = getattr(result, count)
+        columns["pnr"] = result.query_pnr
+        columns["concordant"] = result.query_concordant
+        columns["discordant"] = result.query_discordant
+        columns["ties"] = result.query_ties
+
+    table = None
+    if per_query:
+        table = pl.DataFrame({"query_id": groups.query_ids.cast(pl.String), **columns})
+    return Evaluation(aggregate, table)
+
+
+def _check_frame(frame: pl.DataFrame) -> None:
+    missing = [c for c in _COLUMNS if c not in frame.columns]
+    if missing:
+        raise input_error(
+            None, f"missing column(s) {', '.join(missing)}; expected {', '.join(_COLUMNS)}"
+        )
+    for column in _COLUMNS:
+        nulls = frame[column].null_count()
+        if nulls:
+            row = int(frame[column].is_null().arg_max()) + 1
+            raise input_error(None, f"{nulls} null value(s)", row=row, column=column)
+    if not frame["label"].dtype.is_integer():
+        raise input_error(
+            None, f"expected integer grades, got {frame['label'].dtype}", column="label"
+        )
+    if not frame["score"].dtype.is_numeric():
+        raise input_error(None, f"expected numbers, got {frame['score'].dtype}", column="score")
+
+
+def _json_value(value: float | int) -> float | int | str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def _format_value(value: float | int, digits: int) -> tuple[str, str]:
+    """(integer part, "." + decimals) so that a column can align on the decimal point."""
+    if isinstance(value, (int, np.integer)):
+        return str(int(value)), ""
+    text = f"{value:.{digits}f}"
+    if not math.isfinite(value):
+        return "", text
+    whole, dot, frac = text.partition(".")
+    return whole, dot + frac
