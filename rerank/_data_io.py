@@ -103,14 +103,14 @@ def _lines(path: PathLike | None) -> Iterator[bytes]:
         yield from handle
 
 
-def _require_file(source: Source) -> None:
+def _require_file(source: Source, expected: str = "a header and data rows") -> None:
     path = Path(source.name or "")
     if not path.exists():
         raise input_error(source.name, "no such file")
     if not path.is_file():
         raise input_error(source.name, "not a file")
     if path.stat().st_size == 0:
-        raise input_error(source.name, "empty file: expected a header and data rows")
+        raise input_error(source.name, f"empty file: expected {expected}")
 
 
 def _scan(source: Source) -> pl.LazyFrame:
@@ -216,8 +216,8 @@ def read_trec(path: PathLike, fields: Sequence[str], layout: str) -> tuple[Sourc
     ``layout`` names the fields for messages, e.g. ``"qid Q0 docid rank score tag"``.
     """
     source = Source(str(path), "trec")
-    _require_file(source)
     what = "TREC run" if "score" in fields else "TREC qrels"
+    _require_file(source, f"{what} lines ({layout})")
     try:
         frame = _read_trec_fast(path, fields)
         if frame is None:
