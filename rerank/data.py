@@ -341,6 +341,7 @@ def attach_scores(
     unmatched: Literal["error", "drop"] = "error",
     labeled_path: PathLike | None = None,
     scores_path: PathLike | None = None,
+    check_duplicates: bool = True,
 ) -> Attached:
     """Join ``scores`` onto ``labeled`` by (query_id, doc_id).
 
@@ -359,6 +360,9 @@ def attach_scores(
         What to do with scored rows that have no judgment.
     labeled_path, scores_path
         The files the frames were read from (unchanged), to name rows in errors.
+    check_duplicates
+        Check that neither side repeats a (query_id, doc_id); ``False`` skips the check
+        for frames straight from this module's readers, which check it already.
 
     Examples
     --------
@@ -376,7 +380,9 @@ def attach_scores(
     ssrc = Source.of(scores_path, "scores")
     checks.require_columns(labeled, ID_COLUMNS, labeled_path, "labeled pairs")
     checks.require_columns(scores, SCORE_COLUMNS, scores_path, "scores")
-    position = checks.match_rows(labeled, scores, ID_COLUMNS, lsrc, ssrc)
+    position = checks.match_rows(
+        labeled, scores, ID_COLUMNS, lsrc, ssrc, check_duplicates=check_duplicates
+    )
     if position is None:  # same pairs in the same order: the common case, no join
         score = scores.get_column("score").cast(pl.Float64)
         return Attached(labeled.with_columns(score), labeled.height, scores.height, 0, 0)

@@ -110,7 +110,12 @@ def evaluate_files(
     labeled = data.read_labels(judgments, label_range=label_range)
     scored = data.read_scores(scores)
     attached = data.attach_scores(
-        labeled, scored, unmatched=unmatched, labeled_path=judgments, scores_path=scores
+        labeled,
+        scored,
+        unmatched=unmatched,
+        labeled_path=judgments,
+        scores_path=scores,
+        check_duplicates=False,  # both readers reject repeated pairs
     )
     if attached.frame.height == 0:
         raise input_error(

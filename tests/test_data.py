@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import re
 from pathlib import Path
 
 import polars as pl
@@ -452,10 +451,14 @@ def test_attach_in_memory_frames_name_rows():
 
 
 def test_attach_survives_hash_collisions(monkeypatch):
-    """Force every pair hash to collide: the exact paths must still give the right answer."""
+    """Make the first pair hash collide on every row: the duplicate check must fall back
+    to comparing ids, and the merge must still match rows through the second hash."""
+    real = _data_checks.pair_hash
 
     def colliding(frame, ids, *, seed=0):
-        return pl.Series([seed] * frame.height, dtype=pl.UInt64)
+        if seed == 0:
+            return pl.Series([0] * frame.height, dtype=pl.UInt64)
+        return real(frame, ids, seed=seed)
 
     monkeypatch.setattr(_data_checks, "pair_hash", colliding)
     scores = pl.DataFrame(
@@ -463,5 +466,49 @@ def test_attach_survives_hash_collisions(monkeypatch):
     )
     out = data.attach_scores(LABELED, scores)
     assert out.frame.rows() == [("q1", "a", 2, 0.5), ("q1", "c", 1, 0.3), ("q2", "a", 1, 0.9)]
+    assert (out.unscored, out.unmatched) == (1, 0)
     dup = pl.DataFrame({"query_id": ["q1", "q1"], "doc_id": ["a", "a"], "score": [1.0, 2.0]})
-    assert re.search(r"row 2: duplicate", error_of(data.attach_scores, LABELED, dup))
+    assert error_of(data.attach_scores, LABELED, dup) == (
+        "scores: row 2: duplicate (query_id, doc_id) ('q1', 'a'), first on row 1"
+    )
+
+
+def test_attach_matches_a_polars_join_on_shuffled_partial_overlap():
+    import random
+
+    rng = random.Random(3)
+    pairs = [(f"q{q}", f"d{d}") for q in range(40) for d in range(rng.randint(1, 60))]
+    judged = rng.sample(pairs, k=len(pairs) * 3 // 4)
+    scored = rng.sample(pairs, k=len(pairs) * 3 // 4)
+    labeled = pl.DataFrame(judged, schema=["query_id", "doc_id"], orient="row").with_columns(
+        label=pl.Series([rng.randint(0, 4) for _ in judged])
+    )
+    scores = pl.DataFrame(scored, schema=["query_id", "doc_id"], orient="row").with_columns(
+        score=pl.Series([rng.random() for _ in scored])
+    )
+    expected = labeled.join(scores, on=["query_id", "doc_id"], how="inner", maintain_order="left")
+    out = data.attach_scores(labeled, scores, unmatched="drop")
+    assert out.frame.equals(expected)
+    assert out.unscored == labeled.height - expected.height
+    assert out.unmatched == scores.height - expected.height
+
+
+def test_attach_with_many_colliding_first_hashes(monkeypatch):
+    """Every row shares one first hash: the merge's candidate buffer must grow."""
+    real = _data_checks.pair_hash
+    monkeypatch.setattr(
+        _data_checks,
+        "pair_hash",
+        lambda frame, ids, *, seed=0: (
+            pl.Series([7] * frame.height, dtype=pl.UInt64)
+            if seed == 0
+            else real(frame, ids, seed=seed)
+        ),
+    )
+    labeled = pl.DataFrame({"query_id": ["q"] * 60, "doc_id": [f"d{i}" for i in range(60)]})
+    labeled = labeled.with_columns(label=pl.lit(1))
+    scores = (
+        labeled.select("query_id", "doc_id").reverse().with_columns(score=pl.int_range(60) * 0.5)
+    )
+    out = data.attach_scores(labeled, scores)
+    assert out.frame["score"].to_list() == [0.5 * (59 - i) for i in range(60)]
