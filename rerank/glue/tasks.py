@@ -4,18 +4,22 @@ One :class:`GlueTask` per task. Label orders follow the Hugging Face ``glue`` da
 (``entailment=0`` for MNLI/QNLI/RTE, ``1`` is the positive class of the binary tasks),
 so a teacher fine-tuned elsewhere on the HF export maps its logits to the same classes.
 
-=====  ======  ===============================  ==============  ==========  ============
-task   input   head                             fine-tune loss  KD loss     metrics
-=====  ======  ===============================  ==============  ==========  ============
-cola   single  classification, 2 logits         cross_entropy   kl          mcc, accuracy
-sst2   single  classification, 2 logits         cross_entropy   kl          accuracy
-mrpc   pair    classification, 2 logits         cross_entropy   kl          accuracy, f1
-qqp    pair    classification, 2 logits         cross_entropy   kl          accuracy, f1
-stsb   pair    regression, low + 5 * sigmoid    mse             mse         spearman, pearson
-mnli   pair    classification, 3 logits         cross_entropy   kl          accuracy
-qnli   pair    classification, 2 logits         cross_entropy   kl          accuracy
-rte    pair    classification, 2 logits         cross_entropy   kl          accuracy
-=====  ======  ===============================  ==============  ==========  ============
+====  ======  ===========================  ==============  =============  =================
+task  input   head                         fine-tune loss  KD loss        metrics
+====  ======  ===========================  ==============  =============  =================
+cola  single  classification, 2 logits     cross_entropy   kl_div         mcc, accuracy
+sst2  single  classification, 2 logits     cross_entropy   kl_div         accuracy
+mrpc  pair    classification, 2 logits     cross_entropy   kl_div         accuracy, f1
+qqp   pair    classification, 2 logits     cross_entropy   kl_div         accuracy, f1
+stsb  pair    regression, 0 + 5 * sigmoid  pointwise_mse   pointwise_mse  spearman, pearson
+mnli  pair    classification, 3 logits     cross_entropy   kl_div         accuracy
+qnli  pair    classification, 2 logits     cross_entropy   kl_div         accuracy
+rte   pair    classification, 2 logits     cross_entropy   kl_div         accuracy
+====  ======  ===========================  ==============  =============  =================
+
+Loss names are keys of :data:`rerank.losses.LOSSES`: ``kl_div`` is the temperature-scaled
+KL divergence to the teacher's class distribution; ``pointwise_mse`` on one-example
+groups is the plain mean squared error of the regression output.
 
 The first metric is the task's *primary* metric (checkpoint selection, summary tables).
 This module imports neither torch nor transformers (the CLI builds its parser from it).
@@ -87,11 +91,11 @@ class GlueTask:
 
     @property
     def finetune_loss(self) -> str:
-        return "mse" if self.is_regression else "cross_entropy"
+        return "pointwise_mse" if self.is_regression else "cross_entropy"
 
     @property
     def kd_loss(self) -> str:
-        return "mse" if self.is_regression else "kl"
+        return "pointwise_mse" if self.is_regression else "kl_div"
 
     @property
     def primary_metric(self) -> str:
