@@ -131,7 +131,14 @@ def test_jsonl_and_parquet_cast_integer_ids_to_strings(tmp_path):
         (
             "noid.tsv",
             HEADER + "q1\t\tlift\tt\ts\t1\n",
-            "noid.tsv:2: column 'doc_id': expected a non-empty id, got ''",
+            "noid.tsv:2: column 'doc_id': expected a non-empty id without leading whitespace, "
+            "got ''",
+        ),
+        (
+            "space.tsv",
+            HEADER + "q1\td1\tlift\tt\ts\t1\n q1\td2\tlift\tt\ts\t1\n",
+            "space.tsv:3: column 'query_id': expected a non-empty id without leading "
+            "whitespace, got ' q1'",
         ),
         (
             "dup.tsv",
