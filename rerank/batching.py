@@ -44,7 +44,7 @@ from rerank.encoding import PairEncoder
 from rerank.errors import RerankError
 from rerank.grouping import group_queries
 
-__all__ = ["Batch", "GroupBatcher", "GroupedData"]
+__all__ = ["Batch", "GroupBatcher", "GroupedData", "pad_rows"]
 
 # transform(inputs, step=...) -> inputs: e.g. rerank.rekindle.masking.MlmMasking
 Transform = Callable[..., dict[str, Any]]
@@ -365,22 +365,7 @@ class GroupBatcher:
         """Pad the given per-group rows into a :class:`Batch`."""
         data = self.data
         rows = np.concatenate(lists)
-        starts = data.row_offsets[rows]
-        lengths = data.row_offsets[rows + 1] - starts
-        width = _round8(int(lengths.max()))
-        cols = np.arange(width)
-        valid = cols[None, :] < lengths[:, None]
-        gather = (starts[:, None] + cols[None, :])[valid]
-        ids = np.full((len(rows), width), data.pad_id, dtype=np.int64)
-        ids[valid] = data.tokens[gather]
-        inputs = {
-            "input_ids": torch.from_numpy(ids),
-            "attention_mask": torch.from_numpy(valid.astype(np.int64)),
-        }
-        if data.uses_token_types:
-            types = np.zeros((len(rows), width), dtype=np.int64)
-            types[valid] = data.token_types[gather]
-            inputs["token_type_ids"] = torch.from_numpy(types)
+        inputs = pad_rows(data, rows)
         list_len = max(len(x) for x in lists)
         sizes = np.array([len(x) for x in lists])
         mask = np.arange(list_len)[None, :] < sizes[:, None]
@@ -398,8 +383,32 @@ class GroupBatcher:
             doc_ids=data.doc_ids[rows].tolist(),
             epoch=epoch,
             position=position,
-            stats={"tokens": int(lengths.sum()), "padded_tokens": int(ids.size)},
+            stats={
+                "tokens": int(inputs["attention_mask"].sum()),
+                "padded_tokens": int(inputs["input_ids"].numel()),
+            },
         )
+
+
+def pad_rows(data: GroupedData, rows: np.ndarray) -> dict[str, torch.Tensor]:
+    """Model inputs for the given rows, padded to the longest (rounded up to 8)."""
+    starts = data.row_offsets[rows]
+    lengths = data.row_offsets[rows + 1] - starts
+    width = _round8(int(lengths.max()))
+    cols = np.arange(width)
+    valid = cols[None, :] < lengths[:, None]
+    gather = (starts[:, None] + cols[None, :])[valid]
+    ids = np.full((len(rows), width), data.pad_id, dtype=np.int64)
+    ids[valid] = data.tokens[gather]
+    inputs = {
+        "input_ids": torch.from_numpy(ids),
+        "attention_mask": torch.from_numpy(valid.astype(np.int64)),
+    }
+    if data.uses_token_types:
+        types = np.zeros((len(rows), width), dtype=np.int64)
+        types[valid] = data.token_types[gather]
+        inputs["token_type_ids"] = torch.from_numpy(types)
+    return inputs
 
 
 def _round8(n: int) -> int:

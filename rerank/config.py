@@ -130,6 +130,10 @@ class DataConfig:
         default=32, metadata=_help("batches per length-bucketing pool; 1: no bucketing")
     )
     mlm_probability: float = field(default=0.15, metadata=_help("masked token share for 'mlm'"))
+    mlm_separate_pass: bool = field(
+        default=True,
+        metadata=_help("MLM on a masked copy (heads see clean inputs); false: one masked pass"),
+    )
     eval_batch_size: int = field(default=64, metadata=_help("rows per evaluation batch"))
 
 

@@ -1,0 +1,559 @@
+"""The one training loop: teacher fine-tuning, rekindle, re-fine-tuning and GLUE.
+
+Distillation is a loss plus a label source, not a new loop: every stage is a
+:class:`rerank.config.Config` whose objective is a weighted sum of terms from
+:data:`rerank.losses.LOSSES`, each judging one head's output against one target column
+(``label`` or a teacher-score column such as ``teacher:t1``). Teacher fine-tuning is
+``hinge(score, label)``; expert-guided pre-training (rekindle) is
+``pointwise_mse(score, teacher:t1) + pairwise_mse(score, teacher:t1) + mlm``.
+
+What the loop does (rank 0 alone logs, evaluates and writes):
+
+- AdamW without decay on biases and LayerNorm weights; linear warm-up to ``lr_max``,
+  then polynomial decay to ``lr_min`` (:func:`lr_at`); gradient accumulation; norm
+  clipping; bf16 autocast where the hardware computes bf16 natively.
+- Batches of whole query groups from :class:`rerank.batching.GroupBatcher`
+  (pre-tokenized once, length-bucketed).
+- Evaluation on the eval split every ``eval_every`` steps and at the end: PNR and
+  nDCG@10 of the primary head via :func:`rerank.measures.evaluate`; the best model by
+  ``metric_for_best`` goes to ``best/``, the last to ``final/``.
+- ``log.jsonl`` (one line per logged step), a tqdm bar (loss, pairs/s, ETA), and the
+  resolved ``config.toml`` next to the outputs.
+- ``checkpoint/`` every ``save_every`` steps, written atomically: model, optimizer, RNG
+  states and the data position. ``resume`` continues exactly: the data order is a pure
+  function of ``(seed, epoch)``, MLM masking of the batch serial, and dropout is
+  reseeded from ``(seed, step, rank)`` at every step, so an interrupted and resumed
+  run ends with the same weights as an unbroken one.
+- Runs unchanged under ``torchrun`` (DDP; gloo on CPU): each rank trains on a disjoint
+  shard of the groups of every epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from rerank import checkpoint as ckpt
+from rerank.batching import Batch, GroupBatcher, GroupedData, Transform, pad_rows
+from rerank.config import Config, to_toml, validate, write_config
+from rerank.errors import RerankError
+from rerank.losses import LOSSES
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrainResult", "lr_at", "train"]
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` did."""
+
+    output_dir: Path
+    final_dir: Path | None
+    best_dir: Path | None
+    steps: int
+    total_steps: int
+    finished: bool
+    seconds: float
+    metrics: dict[str, float]
+    best_metric: float | None
+    best_step: int | None
+    skipped_groups: int
+
+
+def lr_at(
+    step: int,
+    *,
+    total_steps: int,
+    lr_max: float,
+    lr_min: float = 0.0,
+    warmup_steps: int = 0,
+    power: float = 1.0,
+) -> float:
+    """Learning rate of the update with 0-based index ``step``.
+
+    Linear warm-up, ``lr_max * (step + 1) / warmup_steps`` for ``step < warmup_steps``,
+    then ``lr_min + (lr_max - lr_min) * (1 - p) ** power`` with
+    ``p = (step - warmup_steps) / (total_steps - warmup_steps)``: the polynomial decay of
+    BERT-style schedules (``power=1`` is linear), reaching ``lr_min`` after the last step.
+
+    Examples
+    --------
+    >>> [lr_at(s, total_steps=6, lr_max=1.0, warmup_steps=2) for s in range(6)]
+    [0.5, 1.0, 1.0, 0.75, 0.5, 0.25]
+    """
+    if step < warmup_steps:
+        return lr_max * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return lr_min + (lr_max - lr_min) * max(0.0, 1.0 - progress) ** power
+
+
+# -- setup ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def _init_distributed() -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if world <= 1:
+        return _Dist(device=device)
+    dist = torch.distributed
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        torch.cuda.set_device(device)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    return _Dist(dist.get_rank(), dist.get_world_size(), local_world, device, owns)
+
+
+def _use_bf16(setting: bool | str, device: torch.device) -> bool:
+    if setting != "auto":
+        return bool(setting)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    # Without AVX512-BF16/AMX, CPU bf16 is emulated and slower than fp32.
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
+
+
+def _label_terms(cfg: Config) -> list[int]:
+    return [i for i, t in enumerate(cfg.objective) if t.loss != "mlm" and t.target == "label"]
+
+
+def _read_train_frame(cfg: Config, targets: list[str]) -> pl.DataFrame:
+    from rerank.data import read_pairs
+
+    path = Path(cfg.data.train)
+    frame = read_pairs(path, labels="optional", label_range=tuple(cfg.data.label_range))
+    if "label" in targets and "label" not in frame.columns:
+        i = _label_terms(cfg)[0]
+        raise RerankError(
+            f"{path.name}: the training data has no 'label' column, but objective term {i} "
+            f"('{cfg.objective[i].loss}') trains on labels"
+        )
+    extra = [t for t in targets if t != "label"]
+    if extra:
+        frame = frame.hstack(_read_columns(path, extra, frame.height))
+    return frame
+
+
+def _read_columns(path: Path, names: list[str], height: int) -> pl.DataFrame:
+    """Extra target columns (teacher scores) of a pairs file, in file order."""
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    if suffix == ".parquet":
+        lazy = pl.scan_parquet(path)
+    elif suffix in (".jsonl", ".jsonl.gz"):
+        lazy = pl.read_ndjson(path).lazy()
+    else:
+        lazy = pl.scan_csv(path, separator="\t", quote_char=None)
+    have = lazy.collect_schema().names()
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise RerankError(
+            f"{path.name}: missing target column(s) {', '.join(map(repr, missing))} "
+            f"(have {', '.join(have)})"
+        )
+    out = lazy.select(pl.col(n).cast(pl.Float64) for n in names).collect().head(height)
+    return out
+
+
+def _build_model(cfg: Config, source: Path, *, mlm: bool) -> Any:
+    from rerank.model import HeadSpec, RerankModel
+
+    heads = {name: HeadSpec(**vars(h)) for name, h in cfg.model.heads.items()}
+    return RerankModel.from_pretrained(
+        source,
+        heads=heads,
+        primary=cfg.model.primary or None,
+        mlm=mlm,
+        num_layers=cfg.model.num_layers or None,
+    )
+
+
+def _optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    # No decay on biases and LayerNorm weights (every parameter with fewer than 2 dims),
+    # as in BERT's and nanoGPT's optimizers.
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.train.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.train.lr_max, betas=(0.9, 0.999), eps=1e-8)
+
+
+# -- one step ---------------------------------------------------------------------------
+
+
+def _model_forward(model: Any, batch: Batch, heads: tuple[str, ...], mlm: bool) -> dict:
+    x = batch.inputs
+    types = x.get("token_type_ids")
+    if not mlm:
+        return model(x["input_ids"], x["attention_mask"], types, heads=heads)
+    if x["mlm_input_ids"] is x["input_ids"]:  # one pass over the masked inputs
+        return model(
+            x["input_ids"],
+            x["attention_mask"],
+            types,
+            heads=heads,
+            mlm_positions=x["mlm_positions"],
+        )
+    # Clean rows for the heads and masked rows for MLM in one forward call (one DDP
+    # forward per backward); the heads' outputs on the masked half are dropped.
+    n = x["input_ids"].shape[0]
+    out = model(
+        torch.cat([x["input_ids"], x["mlm_input_ids"]]),
+        torch.cat([x["attention_mask"], x["attention_mask"]]),
+        None if types is None else torch.cat([types, types]),
+        heads=heads,
+        mlm_positions=torch.cat([torch.zeros_like(x["mlm_positions"]), x["mlm_positions"]]),
+    )
+    return {k: (v if k == "mlm" else v[:n]) for k, v in out.items()}
+
+
+def _loss_terms(out: dict, batch: Batch, cfg: Config) -> list[torch.Tensor]:
+    values = []
+    for term in cfg.objective:
+        spec = LOSSES[term.loss]
+        if spec.kind == "mlm":
+            values.append(spec.fn(out["mlm"], batch.inputs["mlm_labels"]))
+        elif spec.kind == "row":
+            values.append(spec.fn(out[term.head], batch.targets[term.target], **term.params))
+        else:
+            scores = batch.grouped(out[term.head])
+            target = batch.grouped(batch.targets[term.target])
+            values.append(spec.fn(scores, target, batch.mask, **term.params))
+    return values
+
+
+# -- evaluation -------------------------------------------------------------------------
+
+
+def _evaluate(model: Any, data: GroupedData, cfg: Config, bf16: bool) -> dict[str, float]:
+    from rerank.measures import evaluate
+
+    device = next(model.parameters()).device
+    order = np.argsort(-data.lengths, kind="stable")
+    scores = np.empty(data.n_rows, dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            for start in range(0, len(order), cfg.data.eval_batch_size):
+                rows = order[start : start + cfg.data.eval_batch_size]
+                x = {k: v.to(device) for k, v in pad_rows(data, rows).items()}
+                out = model(
+                    x["input_ids"],
+                    x["attention_mask"],
+                    x.get("token_type_ids"),
+                    heads=(model.primary,),
+                )
+                scores[rows] = out[model.primary].float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    run = pl.DataFrame(
+        {
+            "query_id": np.repeat(np.array(data.query_ids), np.diff(data.group_offsets)),
+            "doc_id": data.doc_ids,
+            "label": data.targets["label"].astype(np.int64),
+            "score": scores.astype(np.float64),
+        }
+    )
+    measures = list(dict.fromkeys(["pnr", "ndcg@10", cfg.train.metric_for_best]))
+    result = evaluate(run, measures)
+    return {k: float(result.aggregate[k]) for k in measures}
+
+
+# -- the loop ---------------------------------------------------------------------------
+
+
+def train(
+    config: Config,
+    *,
+    train_frame: pl.DataFrame | None = None,
+    eval_frame: pl.DataFrame | None = None,
+    transform: Transform | None = None,
+    max_steps_this_run: int | None = None,
+) -> TrainResult:
+    """Train as ``config`` says and return what happened.
+
+    Parameters
+    ----------
+    config
+        The resolved configuration (validated here).
+    train_frame, eval_frame
+        Data given in memory instead of ``data.train``/``data.eval`` (the rekindle stage
+        passes pairs with teacher-score columns this way).
+    transform
+        Batch transform (``transform(inputs, step=serial) -> inputs``); default: BERT
+        MLM masking when the objective has an ``mlm`` term.
+    max_steps_this_run
+        Stop after this many optimizer steps *in total* without finishing (as if the run
+        were interrupted; the last checkpoint is what a resumed run continues from).
+    """
+    cfg = validate(config)
+    out_dir = Path(cfg.train.output_dir).resolve()
+    cfg.train.output_dir = str(out_dir)
+    dist = _init_distributed()
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    try:
+        if cfg.train.num_threads:
+            torch.set_num_threads(cfg.train.num_threads)
+        elif dist.world > 1 and dist.device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.local_world))
+        torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
+        return _train(cfg, out_dir, dist, train_frame, eval_frame, transform, max_steps_this_run)
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1])
+        if dist.owns_group:
+            torch.distributed.destroy_process_group()
+
+
+def _train(cfg, out_dir, dist, train_frame, eval_frame, transform, max_steps_this_run):
+    t_start = time.perf_counter()
+    tc = cfg.train
+    targets = list(dict.fromkeys(t.target for t in cfg.objective if t.loss != "mlm"))
+    has_mlm = any(t.loss == "mlm" for t in cfg.objective)
+    state = ckpt.load_state(out_dir) if tc.resume else None
+    if state is None and ckpt.exists(out_dir) and not tc.resume:
+        raise RerankError(
+            f"{out_dir}: holds a checkpoint of an earlier run; resume it (--resume) "
+            "or choose another train.output_dir"
+        )
+    source = ckpt.model_dir(out_dir) if state else cfg.model.resolved_path()
+    if not Path(source).is_dir():
+        raise RerankError(f"{source}: model directory does not exist")
+    if train_frame is None:
+        train_frame = _read_train_frame(cfg, targets)
+    elif "label" in targets and "label" not in train_frame.columns:
+        raise RerankError("training frame: no 'label' column, but the objective trains on labels")
+    if eval_frame is None and cfg.data.eval:
+        from rerank.data import read_pairs
+
+        eval_frame = read_pairs(
+            cfg.data.eval, labels="required", label_range=tuple(cfg.data.label_range)
+        )
+
+    ckpt.seed_everything(tc.seed)
+    mlm = has_mlm if cfg.model.mlm == "auto" else bool(cfg.model.mlm)
+    model = _build_model(cfg, Path(source), mlm=mlm).to(dist.device)
+    model.train()
+    encoder = model.pair_encoder(
+        max_length=cfg.model.max_length, max_first_length=cfg.model.max_query_length
+    )
+    if has_mlm and transform is None:
+        from rerank.rekindle.masking import MlmMasking
+
+        transform = MlmMasking.from_tokenizer(
+            model.tokenizer,
+            seed=tc.seed,
+            probability=cfg.data.mlm_probability,
+            separate_pass=cfg.data.mlm_separate_pass,
+        )
+    data = GroupedData.from_frame(
+        train_frame, encoder, targets=targets, source=Path(cfg.data.train).name or "training data"
+    )
+    list_terms = [t for t in cfg.objective if LOSSES[t.loss].kind == "list"]
+    stratify = "label" if "label" in targets else (list_terms[0].target if list_terms else None)
+    pairwise_only = not has_mlm and all(
+        LOSSES[t.loss].needs_label_pairs and t.target == stratify for t in cfg.objective
+    )
+    batcher = GroupBatcher(
+        data,
+        list_size=cfg.data.list_size,
+        groups_per_batch=cfg.data.groups_per_batch,
+        max_tokens=cfg.data.max_tokens,
+        bucket_size=cfg.data.bucket_size,
+        seed=tc.seed,
+        stratify_by=stratify,
+        skip_single_level=pairwise_only,
+        rank=dist.rank,
+        world_size=dist.world,
+        transform=transform,
+    )
+    if batcher.skipped and dist.main:
+        log.warning(
+            "%d of %d queries have a single label level and are skipped (no pairs to rank)",
+            batcher.skipped,
+            data.n_groups,
+        )
+    per_epoch = max(1, batcher.batches_per_epoch(0) // tc.grad_accum)
+    total = tc.steps or max(1, math.ceil(tc.epochs * per_epoch))
+    eval_data = None
+    if eval_frame is not None and dist.main:
+        eval_data = GroupedData.from_frame(
+            eval_frame, encoder, targets=["label"], source="eval data"
+        )
+
+    bf16 = _use_bf16(tc.bf16, dist.device)
+    optimizer = _optimizer(model, cfg)
+    heads = tuple(dict.fromkeys(t.head for t in cfg.objective if LOSSES[t.loss].kind != "mlm"))
+    net: Any = model
+    if dist.world > 1:
+        unused = set(model.specs) - set(heads) or (mlm and not has_mlm)
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=bool(unused))
+
+    step, epoch, position = 0, 0, 0
+    best: dict[str, Any] = {"value": None, "step": None}
+    if state is not None:
+        optimizer.load_state_dict(ckpt.load_optimizer(out_dir))
+        ckpt.restore_rng(out_dir, state)
+        step, epoch, position = state["step"], state["epoch"], state["position"]
+        best = state["best"]
+        if dist.main:
+            ckpt.truncate_log(out_dir / "log.jsonl", step)
+    if dist.main:
+        write_config(cfg, out_dir / "config.toml")
+    dist.barrier()
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=total,
+        initial=step,
+        unit="step",
+        disable=not (dist.main and tc.progress),
+        dynamic_ncols=True,
+    )
+    batches = batcher.iter_from(epoch, position)
+    window = {"rows": 0, "tokens": 0, "t": time.perf_counter(), "n": 0}
+    sums = torch.zeros(len(cfg.objective) + 1)
+    metrics: dict[str, float] = {}
+    autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=bf16)
+    stop = total if max_steps_this_run is None else min(total, max_steps_this_run)
+    while step < stop:
+        lr = lr_at(
+            step,
+            total_steps=total,
+            lr_max=tc.lr_max,
+            lr_min=tc.lr_min,
+            warmup_steps=tc.warmup_steps,
+            power=tc.power,
+        )
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # Dropout randomness is a function of (seed, step, rank): resume-exact by design.
+        torch.manual_seed((tc.seed * 1_000_003 + step) * 64 + dist.rank)
+        for micro in range(tc.grad_accum):
+            batch = next(batches).to(dist.device)
+            sync = micro == tc.grad_accum - 1 or dist.world == 1
+            with contextlib.nullcontext() if sync else net.no_sync(), autocast:
+                out = _model_forward(net, batch, heads, has_mlm)
+                values = _loss_terms(out, batch, cfg)
+                loss = sum(t.weight * v for t, v in zip(cfg.objective, values, strict=True))
+            (loss / tc.grad_accum).backward()
+            epoch, position = batch.epoch, batch.position + 1
+            sums += (
+                torch.stack([loss.detach().float(), *(v.detach().float() for v in values)]).cpu()
+                / tc.grad_accum
+            )
+            window["rows"] += batch.n_rows * dist.world
+            window["tokens"] += batch.stats["tokens"] * dist.world
+        if tc.clip_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        window["n"] += 1
+        bar.update(1)
+        last = step == total
+        if step % tc.log_every == 0 or last or step == stop:
+            record = _log_record(step, lr, sums, window, cfg, dist, epoch)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", pairs_s=f"{record['pairs_per_s']:.1f}")
+            if dist.main:
+                ckpt.append_log(out_dir / "log.jsonl", record)
+            sums.zero_()
+            window.update(rows=0, tokens=0, t=time.perf_counter(), n=0)
+        if eval_data is not None and ((tc.eval_every and step % tc.eval_every == 0) or last):
+            metrics = _evaluate(model, eval_data, cfg, bf16)
+            value = metrics[tc.metric_for_best]
+            improved = best["value"] is None or value > best["value"]
+            if improved:
+                best = {"value": value, "step": step}
+                model.save_pretrained(out_dir / "best")
+            ckpt.append_log(
+                out_dir / "log.jsonl", {"step": step, "eval": metrics, "best": improved}
+            )
+            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            window["t"] = time.perf_counter()  # evaluation time is not training throughput
+        if tc.save_every and (step % tc.save_every == 0 or last):
+            if dist.main:
+                ckpt.save(
+                    out_dir,
+                    model,
+                    optimizer,
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        "position": position,
+                        "best": best,
+                        "config": to_toml(cfg),
+                    },
+                )
+            dist.barrier()
+    bar.close()
+    finished = step >= total
+    final_dir = None
+    if finished and dist.main:
+        final_dir = out_dir / "final"
+        model.save_pretrained(final_dir)
+    dist.barrier()
+    best_dir = out_dir / "best" if best["step"] is not None else None
+    return TrainResult(
+        output_dir=out_dir,
+        final_dir=final_dir,
+        best_dir=best_dir,
+        steps=step,
+        total_steps=total,
+        finished=finished,
+        seconds=time.perf_counter() - t_start,
+        metrics=metrics,
+        best_metric=best["value"],
+        best_step=best["step"],
+        skipped_groups=batcher.skipped,
+    )
+
+
+def _log_record(step, lr, sums, window, cfg, dist, epoch) -> dict[str, Any]:
+    if dist.world > 1:
+        torch.distributed.all_reduce(sums)
+        sums /= dist.world
+    n = max(1, window["n"])
+    seconds = max(time.perf_counter() - window["t"], 1e-9)
+    record: dict[str, Any] = {"step": step, "epoch": epoch, "lr": lr, "loss": float(sums[0]) / n}
+    for i, term in enumerate(cfg.objective):
+        record[f"loss/{i}:{term.loss}"] = float(sums[i + 1]) / n
+    record["pairs_per_s"] = window["rows"] / seconds
+    record["tokens_per_s"] = window["tokens"] / seconds
+    return record
