@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "pairs": "rerank.cli.pairs",
     "rekindle": "rerank.cli.rekindle",
     "score": "rerank.cli.score",
+    "train": "rerank.cli.train",
     "vocab": "rerank.cli.vocab",
 }
 
