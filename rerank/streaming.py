@@ -1,0 +1,245 @@
+"""Streaming pairs tables in and score tables out, chunk by chunk and shard by shard.
+
+The plumbing of :func:`rerank.score.score_file`: a pairs table is scanned lazily
+(polars ``scan_parquet``/``scan_csv``/``scan_ndjson``) and read ``chunk_rows`` rows at
+a time, so inputs larger than memory stream through. Each chunk's scores go to a small
+Parquet part file in a scratch directory beside the output; when every chunk (of every
+rank, under ``torchrun``) is done, the parts are merged in input order into the output,
+atomically. On any error the scratch directory goes and no output appears.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from rerank import _data_io as files
+from rerank._data_io import Source
+from rerank.atomic import atomic_path
+from rerank.data import write_trec_run
+from rerank.errors import RerankError, input_error
+
+__all__ = [
+    "PAIR_COLUMNS",
+    "Shards",
+    "count_rows",
+    "iter_chunks",
+    "make_parts_dir",
+    "output_format",
+    "scan_pairs",
+    "write_parts",
+]
+
+PAIR_COLUMNS = ("query_id", "doc_id", "query", "title", "summary")
+_INPUTS = (".parquet", ".tsv", ".jsonl")
+_OUTPUTS = {
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".jsonl": "jsonl",
+    ".run": "trec",
+    ".trec": "trec",
+}
+
+
+def scan_pairs(path: str | os.PathLike[str]) -> tuple[pl.LazyFrame, Source]:
+    """A lazy scan of a pairs table (``.parquet``, ``.tsv``, ``.jsonl``) with its columns checked.
+
+    Reads as :func:`rerank.data.read_pairs` does (a TSV as untyped strings, no quoting).
+    """
+    if Path(path).suffix.lower() not in _INPUTS:
+        raise input_error(path, "unknown input format; use .parquet, .tsv or .jsonl")
+    source = Source.of(path, "pairs")
+    found = files.columns(source)  # no such file, empty file, unreadable header
+    missing = [c for c in PAIR_COLUMNS if c not in found]
+    if missing:
+        names = ", ".join(repr(c) for c in missing)
+        noun = "column" if len(missing) == 1 else "columns"
+        raise input_error(path, f"missing {noun} {names}; found columns: {', '.join(found)}")
+    return files._scan(source).select(PAIR_COLUMNS), source
+
+
+def count_rows(lazy: pl.LazyFrame, source: Source) -> int:
+    """Data rows of the table (a TSV's trailing blank lines are not rows)."""
+    try:
+        rows = int(lazy.select(pl.len()).collect().item())
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise files._read_failure(source, err) from None
+    if source.kind == "tsv":
+        rows -= _trailing_blank_lines(Path(source.name or ""))
+    if rows <= 0:
+        raise input_error(source.name, "empty file: no data rows")
+    return rows
+
+
+def _trailing_blank_lines(path: Path, size: int = 1 << 16) -> int:
+    with path.open("rb") as handle:
+        handle.seek(max(path.stat().st_size - size, 0))
+        tail = handle.read()
+    return max(tail[len(tail.rstrip(b" \t\r\n")) :].count(b"\n") - 1, 0)
+
+
+def iter_chunks(
+    lazy: pl.LazyFrame, source: Source, start: int, stop: int, chunk_rows: int
+) -> Iterator[tuple[int, pl.DataFrame]]:
+    """Yield ``(offset, chunk)`` for rows ``start:stop``, each chunk checked and typed.
+
+    A chunk has ``query_id, doc_id`` (non-empty strings), ``query`` (non-blank) and
+    ``title, summary`` (missing -> ``""``); ``offset`` is the 0-based index of its first
+    row, used to name the file line of a bad row.
+    """
+    if stop <= start:
+        return
+    offset = start
+    try:
+        for batch in lazy.slice(start, stop - start).collect_batches(chunk_size=chunk_rows):
+            # collect_batches may hand out smaller or larger pieces; regroup to chunk_rows
+            for piece in batch.iter_slices(chunk_rows):
+                yield offset, _typed(piece, source, offset)
+                offset += piece.height
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise files._read_failure(source, err) from None
+
+
+def _typed(raw: pl.DataFrame, source: Source, offset: int) -> pl.DataFrame:
+    ids = [pl.col(c).cast(pl.String) for c in ("query_id", "doc_id")]
+    texts = [pl.col(c).cast(pl.String).fill_null("") for c in ("query", "title", "summary")]
+    frame = raw.select(*ids, *texts)
+    checks = [
+        ("query_id", "expected a non-empty id"),
+        ("doc_id", "expected a non-empty id"),
+        ("query", "expected a non-empty query text"),
+    ]
+    for column, expected in checks:
+        value = frame.get_column(column)
+        blank = value.is_null() | (value.str.strip_chars().str.len_bytes() == 0)
+        if blank.any():
+            index = int(blank.arg_max() or 0)
+            shown = raw[index, column]
+            got = "nothing" if shown is None else repr(shown)
+            raise source.error(offset + index, f"{expected}, got {got}", column=column)
+    return frame
+
+
+def output_format(path: str | os.PathLike[str], *, n_heads: int = 1) -> str:
+    """Check an output path up front; return ``tsv``, ``parquet``, ``jsonl`` or ``trec``."""
+    kind = _OUTPUTS.get(Path(path).suffix.lower())
+    if kind is None:
+        raise input_error(path, "unknown output format; use .tsv, .parquet, .jsonl, .run or .trec")
+    if kind == "trec" and n_heads != 1:
+        raise input_error(path, f"a TREC run holds one score; {n_heads} heads asked for")
+    if Path(path).is_dir():
+        raise input_error(path, "is a directory; expected an output file name")
+    return kind
+
+
+def make_parts_dir(out_path: str | os.PathLike[str]) -> str | RerankError:
+    """A scratch directory beside the output (so an unwritable place fails before scoring)."""
+    out = Path(out_path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".parts", dir=out.parent)
+    except OSError as err:
+        return input_error(out_path, f"cannot write here: {err.strerror or err}")
+
+
+def part_path(parts_dir: str | os.PathLike[str], rank: int, offset: int) -> Path:
+    # zero-padded so that sorting the names restores the input order across ranks
+    return Path(parts_dir) / f"part-{rank:05d}-{offset:012d}.parquet"
+
+
+def write_parts(
+    parts_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    fmt: str,
+    columns: Sequence[str],
+) -> None:
+    """Merge the part files (in name order) into ``out_path``, atomically.
+
+    Tables are streamed from the parts to the output (polars sinks); a TREC run is
+    ranked per query in memory (ids and scores only) by :func:`rerank.data.write_trec_run`.
+    """
+    parts = sorted(Path(parts_dir).glob("part-*.parquet"))
+    schema = {"query_id": pl.String, "doc_id": pl.String, **dict.fromkeys(columns, pl.Float64)}
+    lazy = pl.scan_parquet(parts) if parts else pl.LazyFrame(schema=schema)
+    if fmt == "trec":
+        write_trec_run(lazy.rename({columns[0]: "score"}).collect(), out_path)
+        return
+    if fmt == "tsv":
+        unsafe = pl.col("query_id", "doc_id").str.contains(r"[\t\n\r]").any()
+        if lazy.select(unsafe).collect().row(0) != (False, False):
+            raise input_error(
+                out_path,
+                "an id holds a tab or line break, which TSV cannot represent; "
+                "write .parquet or .jsonl instead",
+            )
+    try:
+        with atomic_path(out_path) as tmp:
+            if fmt == "parquet":
+                lazy.sink_parquet(tmp)
+            elif fmt == "tsv":
+                lazy.sink_csv(tmp, separator="\t", quote_style="never")
+            else:
+                lazy.sink_ndjson(tmp)
+    except OSError as err:
+        raise input_error(out_path, f"cannot write: {err.strerror or err}") from None
+
+
+@dataclass(frozen=True)
+class Shards:
+    """Rank and world size; under ``torchrun`` (``WORLD_SIZE`` > 1) a gloo process group.
+
+    gloo only carries small Python objects here (the scratch path, error messages), so
+    it serves CPU and GPU runs alike; the scores travel through the part files.
+    """
+
+    rank: int = 0
+    world: int = 1
+    owns_group: bool = False
+
+    @classmethod
+    def from_env(cls) -> Shards:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        import torch.distributed as dist
+
+        owns = not dist.is_initialized()
+        if owns:
+            dist.init_process_group(backend="gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), owns)
+
+    def slice(self, total: int) -> tuple[int, int]:
+        """This rank's contiguous rows ``start, stop`` of ``total``."""
+        return self.rank * total // self.world, (self.rank + 1) * total // self.world
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value``, on every rank."""
+        if self.world == 1:
+            return [value]
+        import torch.distributed as dist
+
+        values: list[Any] = [None] * self.world
+        dist.all_gather_object(values, value)
+        return values
+
+    def close(self) -> None:
+        if self.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
