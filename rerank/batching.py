@@ -99,10 +99,12 @@ class GroupedData:
         *,
         targets: Sequence[str] = (),
         source: str = "training data",
+        single: bool = False,
     ) -> GroupedData:
         """Tokenize ``frame`` (``query_id, doc_id, query, title, summary`` + targets).
 
-        Rows are grouped by query (stable; no sort when already contiguous).
+        Rows are grouped by query (stable; no sort when already contiguous). ``single``
+        encodes the query alone (single-sentence tasks: GLUE CoLA, SST-2).
         """
         need = ["query_id", "doc_id", "query", "title", "summary", *targets]
         missing = [c for c in dict.fromkeys(need) if c not in frame.columns]
@@ -121,7 +123,9 @@ class GroupedData:
             chunk = frame.slice(start, _CHUNK_ROWS)
             enc = encoder.encode(
                 chunk.get_column("query").to_list(),
-                list(
+                None
+                if single
+                else list(
                     zip(
                         chunk["title"].fill_null("").to_list(),
                         chunk["summary"].fill_null("").to_list(),

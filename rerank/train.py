@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,6 +305,8 @@ def train(
     eval_frame: pl.DataFrame | None = None,
     transform: Transform | None = None,
     max_steps_this_run: int | None = None,
+    evaluator: Callable[[Any], dict[str, float]] | None = None,
+    single_sentence: bool = False,
 ) -> TrainResult:
     """Train as ``config`` says and return what happened.
 
@@ -320,6 +323,11 @@ def train(
     max_steps_this_run
         Stop after this many optimizer steps *in total* without finishing (as if the run
         were interrupted; the last checkpoint is what a resumed run continues from).
+    evaluator
+        ``evaluator(model) -> {metric: value}`` instead of the ranking evaluation of the
+        eval split (GLUE task metrics); ``train.metric_for_best`` must be one of its keys.
+    single_sentence
+        Encode the ``query`` column alone (single-sentence tasks: GLUE CoLA, SST-2).
     """
     cfg = validate(config)
     out_dir = Path(cfg.train.output_dir).resolve()
@@ -332,7 +340,17 @@ def train(
         elif dist.world > 1 and dist.device.type == "cpu":
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.local_world))
         torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
-        return _train(cfg, out_dir, dist, train_frame, eval_frame, transform, max_steps_this_run)
+        return _train(
+            cfg,
+            out_dir,
+            dist,
+            train_frame,
+            eval_frame,
+            transform,
+            max_steps_this_run,
+            evaluator=evaluator,
+            single=single_sentence,
+        )
     finally:
         torch.set_num_threads(saved[0])
         torch.use_deterministic_algorithms(saved[1])
@@ -340,7 +358,9 @@ def train(
             torch.distributed.destroy_process_group()
 
 
-def _train(cfg, out_dir, dist, train_frame, eval_frame, transform, max_steps_this_run):
+def _train(
+    cfg, out_dir, dist, train_frame, eval_frame, transform, max_steps_this_run, *, evaluator, single
+):
     t_start = time.perf_counter()
     tc = cfg.train
     targets = list(dict.fromkeys(t.target for t in cfg.objective if t.loss != "mlm"))
@@ -382,7 +402,11 @@ def _train(cfg, out_dir, dist, train_frame, eval_frame, transform, max_steps_thi
             separate_pass=cfg.data.mlm_separate_pass,
         )
     data = GroupedData.from_frame(
-        train_frame, encoder, targets=targets, source=Path(cfg.data.train).name or "training data"
+        train_frame,
+        encoder,
+        targets=targets,
+        source=Path(cfg.data.train).name or "training data",
+        single=single,
     )
     list_terms = [t for t in cfg.objective if LOSSES[t.loss].kind == "list"]
     stratify = "label" if "label" in targets else (list_terms[0].target if list_terms else None)
@@ -417,6 +441,10 @@ def _train(cfg, out_dir, dist, train_frame, eval_frame, transform, max_steps_thi
         )
 
     bf16 = _use_bf16(tc.bf16, dist.device)
+    if evaluator is None and eval_data is not None:
+        evaluator = lambda m: _evaluate(m, eval_data, cfg, bf16)  # noqa: E731
+    if not dist.main:
+        evaluator = None
     optimizer = _optimizer(model, cfg)
     heads = tuple(dict.fromkeys(t.head for t in cfg.objective if LOSSES[t.loss].kind != "mlm"))
     net: Any = model
@@ -495,8 +523,8 @@ def _train(cfg, out_dir, dist, train_frame, eval_frame, transform, max_steps_thi
                 ckpt.append_log(out_dir / "log.jsonl", record)
             sums.zero_()
             window.update(rows=0, tokens=0, t=time.perf_counter(), n=0)
-        if eval_data is not None and ((tc.eval_every and step % tc.eval_every == 0) or last):
-            metrics = _evaluate(model, eval_data, cfg, bf16)
+        if evaluator is not None and ((tc.eval_every and step % tc.eval_every == 0) or last):
+            metrics = evaluator(model)
             value = metrics[tc.metric_for_best]
             improved = best["value"] is None or value > best["value"]
             if improved:
