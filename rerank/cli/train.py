@@ -1,0 +1,63 @@
+"""``rerank train``: fine-tune a cross-encoder (or any configured objective) from a TOML config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a re-ranker: the one loop for fine-tuning, distillation and GLUE",
+        description=(
+            "Train as the TOML config says: model, data (query-grouped pairs), objective "
+            "(weighted loss terms, e.g. hinge on labels) and schedule. Relative paths in the "
+            "config are relative to the config file. Writes config.toml (resolved), "
+            "log.jsonl, checkpoint/, best/ and final/ under train.output_dir. Runs "
+            "unchanged under torchrun."
+        ),
+    )
+    parser.add_argument("--config", required=True, metavar="FILE", help="training TOML config")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. train.lr_max=3e-5 or objective.0.params.margin=0.5 "
+        "(repeatable; relative paths are relative to the current directory)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from train.output_dir/checkpoint"
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from rerank.config import apply_overrides, from_toml, validate
+    from rerank.train import train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = from_toml(args.config)
+    apply_overrides(cfg, args.set)
+    if args.resume:
+        cfg.train.resume = True
+    validate(cfg, source=Path(args.config).name)
+    result = train(cfg)
+    done = "finished" if result.finished else "stopped"
+    best = (
+        f"; best {cfg.train.metric_for_best} {result.best_metric:.4f} at step "
+        f"{result.best_step} in {result.best_dir}"
+        if result.best_dir
+        else ""
+    )
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+    print(
+        f"{done} at step {result.steps}/{result.total_steps} in {result.seconds:.0f}s"
+        f"{'; eval ' + metrics if metrics else ''}{best}; final model in {result.final_dir}",
+        file=sys.stderr,
+    )
+    return 0
