@@ -237,7 +237,9 @@ def build_store(
             raise RerankError(
                 f"teacher '{teacher.name}': scorer returned {len(scores)} scores for {rows.height} rows"
             )
-        columns.append(pl.Series(column, scores, dtype=pl.Float64))
+        # a classification teacher (GLUE) returns per-class logits as a List(Float64) column
+        nested = isinstance(scores, pl.Series) and scores.dtype.is_nested()
+        columns.append(pl.Series(column, scores, dtype=None if nested else pl.Float64))
     frame = rows.with_columns(columns)
     provenance = {
         "data": {**data_record, "rows": rows.height},
