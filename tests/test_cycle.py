@@ -198,3 +198,15 @@ def test_killed_cycle_resumes_to_the_same_report(tmp_path):
     assert "pretrain[kd+mlm]" in resumed["stages_run"]
     assert resumed["results"] == expected["results"]
     assert resumed["pretraining"] == expected["pretraining"]
+
+
+def test_student_fine_tune_is_the_teacher_recipe_but_the_init(tmp_path):
+    from rerank.config import to_toml
+    from rerank.rekindle.cycle import _recipe
+
+    cfg = load_cycle(make_cycle(tmp_path))
+    teacher = to_toml(_recipe(cfg, tmp_path / "t", "/models/teacher-init")).splitlines()
+    student = to_toml(_recipe(cfg, tmp_path / "s", "/runs/pretrain/final")).splitlines()
+    differ = [(a, b) for a, b in zip(teacher, student, strict=True) if a != b]
+    assert [a.split(" = ")[0] for a, _ in differ] == ["path", "output_dir"]
+    assert ('path = "/runs/pretrain/final"') in student
