@@ -1,0 +1,141 @@
+"""GLUE inputs -> token ids, head outputs and metrics.
+
+A GLUE example is one sentence (CoLA, SST-2: ``[CLS] s [SEP]``) or a sentence pair
+(``[CLS] s1 [SEP] s2 [SEP]``), encoded with :class:`rerank.encoding.PairEncoder` (the
+pair's second sentence is its single document part, so a pair is encoded exactly as a
+ranking pair with an empty title). Frames may use the GLUE reader's columns
+(``sentence1, sentence2``) or the rekindle columns (``query, summary``: sentence pairs
+made by :func:`rerank.glue.sentences.sentence_pairs`).
+
+:func:`predict` returns what a head outputs: ``[n, C]`` logits of a classification head
+or ``[n]`` values of a regression/score head, in row order, computed in length-sorted
+batches. :func:`evaluate_model` turns them into the task's metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from rerank.encoding import Encoded, PairEncoder
+from rerank.errors import RerankError
+from rerank.glue.metrics import evaluate_glue
+from rerank.glue.tasks import GlueTask
+
+__all__ = ["encode_examples", "evaluate_model", "example_texts", "predict"]
+
+# GLUE pairs have no query/document asymmetry; the first sentence may take up to this
+# share of max_length (RTE premises are long, their hypotheses short).
+FIRST_SHARE = 0.75
+
+
+def example_texts(frame: pl.DataFrame, task: GlueTask) -> tuple[list[str], list[str] | None]:
+    """(first sentences, second sentences or ``None`` for single-sentence tasks)."""
+    if "sentence1" in frame.columns:
+        a, b = "sentence1", "sentence2"
+    elif "query" in frame.columns:
+        a, b = "query", "summary"
+    else:
+        raise RerankError(
+            f"{task.name}: expected columns sentence1[, sentence2] or query[, summary]; "
+            f"have {frame.columns}"
+        )
+    first = frame.get_column(a).cast(pl.String).fill_null("").to_list()
+    if task.input == "single":
+        return first, None
+    if b not in frame.columns:
+        raise RerankError(f"{task.name} is a sentence-pair task: column '{b}' is missing")
+    return first, frame.get_column(b).cast(pl.String).fill_null("").to_list()
+
+
+def pair_encoder(model: Any, max_length: int) -> PairEncoder:
+    """The model's encoder with GLUE truncation: the first sentence keeps <= 75% of the budget."""
+    return PairEncoder(
+        model.tokenizer, max_length=max_length, max_first_length=int(max_length * FIRST_SHARE)
+    )
+
+
+def encode_examples(encoder: PairEncoder, frame: pl.DataFrame, task: GlueTask) -> Encoded:
+    """Token ids of every row (single sentence or pair, by task)."""
+    first, second = example_texts(frame, task)
+    return encoder.encode(first, None if second is None else [[s] for s in second])
+
+
+def predict(
+    model: Any,
+    frame: pl.DataFrame,
+    task: GlueTask,
+    *,
+    head: str | None = None,
+    batch_size: int = 64,
+    max_length: int = 128,
+    precision: str = "fp32",
+) -> np.ndarray:
+    """Head outputs of every row, in row order.
+
+    Parameters
+    ----------
+    model
+        A :class:`rerank.model.RerankModel`; its train/eval mode is restored.
+    frame
+        ``sentence1[, sentence2]`` or ``query[, summary]`` rows.
+    task
+        Decides single-sentence or pair encoding.
+    head
+        Head name (default: the model's primary head).
+    batch_size, max_length
+        Batch size and token cap (special tokens included).
+    precision
+        ``fp32``, ``bf16`` or ``auto`` (see :func:`rerank.score.resolve_precision`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``[n, C]`` logits (classification head) or ``[n]`` values.
+    """
+    from rerank.score import plan_batches, resolve_precision
+
+    head = head or model.primary
+    if head not in model.specs:
+        raise RerankError(f"model has no head '{head}' (it has {sorted(model.specs)})")
+    width = model.specs[head].num_outputs if model.specs[head].kind == "classification" else 0
+    encoder = pair_encoder(model, max_length)
+    encoded = encode_examples(encoder, frame, task)
+    out = np.empty((len(encoded), width) if width else (len(encoded),), dtype=np.float32)
+    device = next(model.parameters()).device
+    bf16 = resolve_precision(precision, device) == "bf16"
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), autocast:
+            for index in plan_batches(encoded.lengths(), batch_size=batch_size):
+                batch = encoder.collate(encoded.select(index))
+                batch = {k: v.to(device) for k, v in batch.items()}
+                out[index] = model(**batch, heads=(head,))[head].float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def evaluate_model(
+    model: Any,
+    frame: pl.DataFrame,
+    task: GlueTask,
+    *,
+    head: str | None = None,
+    batch_size: int = 64,
+    max_length: int = 128,
+) -> dict[str, float]:
+    """The task's metrics of ``model`` (head ``head``) on the labeled rows of ``frame``."""
+    if "label" not in frame.columns or frame.get_column("label").null_count() == frame.height:
+        raise RerankError(f"{task.name}: evaluation needs labeled rows")
+    labeled = frame.filter(pl.col("label").is_not_null())
+    outputs = predict(model, labeled, task, head=head, batch_size=batch_size, max_length=max_length)
+    return evaluate_glue(task, labeled.get_column("label").to_numpy(), outputs)
