@@ -21,33 +21,22 @@ AVX512-BF16 or AMX); the PNR measured on Cranfield with bf16 stays within 0.5% o
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
 import torch
-from torch import nn
 
 from rerank.encoding import PairEncoder
 from rerank.errors import RerankError, input_error
-from rerank.streaming import (
-    Shards,
-    count_rows,
-    iter_chunks,
-    make_parts_dir,
-    output_format,
-    part_path,
-    scan_pairs,
-    write_parts,
-)
+from rerank.precision import Precision, autocast, resolve_precision
+from rerank.streaming import output_format, progress_bar, scan_pairs, stream_scores
 
 __all__ = [
     "ScoreSummary",
@@ -59,31 +48,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "bf16", "auto"]
 TEXT_COLUMNS = ("query", "title", "summary")
 
 
-# -- precision and batching ------------------------------------------------------------
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 matrix products natively (AVX512-BF16 or AMX)."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` -> ``"bf16"`` where the device computes it natively, else ``"fp32"``.
-
-    Without native support bf16 is emulated and slower than fp32, so ``auto`` avoids it.
-    """
-    if precision not in ("fp32", "bf16", "auto"):
-        raise RerankError(f"precision: expected fp32, bf16 or auto, got '{precision}'")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+# -- batching and the core -----------------------------------------------------------
 
 
 def plan_batches(
@@ -108,7 +76,7 @@ def plan_batches(
     --------
     >>> [b.tolist() for b in plan_batches([3, 9, 5, 9], batch_size=2)]
     [[1, 3], [2, 0]]
-    >>> [b.tolist() for b in plan_batches([3, 9, 5, 9], batch_size=4, max_tokens=24)]
+    >>> [b.tolist() for b in plan_batches([3, 9, 5, 9], batch_size=4, max_tokens=32)]
     [[1, 3], [2, 0]]
     """
     if batch_size < 1:
@@ -127,48 +95,6 @@ def plan_batches(
         batches.append(order[start:stop])
         start = stop
     return batches
-
-
-def _fp32_linear(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    with torch.autocast(x.device.type, enabled=False):
-        bias = None if module.bias is None else module.bias.float()
-        return nn.functional.linear(x.float(), module.weight.float(), bias)
-
-
-@contextlib.contextmanager
-def _bf16(model: Any, device: torch.device) -> Iterator[None]:
-    """bf16 autocast for the encoder, fp32 for the pooler and the heads.
-
-    A score computed in bf16 keeps about 3 significant digits, so close documents would
-    tie; the pooler and head layers are cheap, so they run in fp32 on the bf16 features.
-    """
-    heads = [
-        m
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Linear)
-        and {"classifier", "pooler", "heads", "score"} & set(name.split("."))
-    ]
-    saved = [m.__dict__.get("forward") for m in heads]  # an instance forward (hooks) stays
-    try:
-        for m in heads:
-            m.forward = functools.partial(_fp32_linear, m)
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            yield
-    finally:
-        for m, forward in zip(heads, saved, strict=True):
-            if forward is None:
-                del m.forward
-            else:
-                m.forward = forward
-
-
-def _autocast(
-    model: Any, device: torch.device, precision: str
-) -> contextlib.AbstractContextManager:
-    return _bf16(model, device) if precision == "bf16" else contextlib.nullcontext()
-
-
-# -- the core: score encoded pairs ---------------------------------------------------------
 
 
 def _score_encoded(
@@ -194,7 +120,7 @@ def _score_encoded(
     device = next(model.parameters()).device
     # One autocast context for the whole chunk: its cache keeps the bf16 copies of the
     # weights across batches instead of casting them again for every batch.
-    with _autocast(model, device, precision):
+    with autocast(model, device, precision):
         for index in plan_batches(encoded.lengths(), batch_size=batch_size, max_tokens=max_tokens):
             batch = encoder.collate(encoded.select(index))
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -292,7 +218,7 @@ def score_frame(
     encoder = model.pair_encoder(max_length=max_length, max_first_length=max_first_length)
     device = next(model.parameters()).device
     prec = resolve_precision(precision, device)
-    with _eval_mode(model), _progress(texts.height, progress) as bar:
+    with _eval_mode(model), progress_bar(texts.height, progress) as bar:
         scores = _score_encoded(
             model,
             encoder,
@@ -304,25 +230,6 @@ def score_frame(
             bar=bar,
         )
     return scores[:, 0] if heads is None else scores
-
-
-@contextlib.contextmanager
-def _progress(total: int, enabled: bool | None) -> Iterator[Any]:
-    if enabled is False:
-        yield None
-        return
-    from tqdm import tqdm
-
-    # disable=None: a bar on a terminal, none when stderr is redirected to a file
-    with tqdm(
-        total=total,
-        unit="pair",
-        desc="scoring",
-        smoothing=0.1,
-        dynamic_ncols=True,
-        disable=None if enabled is None else False,
-    ) as bar:
-        yield bar
 
 
 # -- files ------------------------------------------------------------------------------
@@ -434,92 +341,35 @@ def score_file(
     names = _check_heads(model, heads)
     _check_max_length(model, max_length)
     prec = resolve_precision(precision, dev)
-    total = count_rows(lazy, source)
-    shards = Shards.from_env()
-    try:
-        made = make_parts_dir(out_path) if shards.rank == 0 else None
-        parts_dir = shards.broadcast(made)
-        if isinstance(parts_dir, RerankError):
-            raise parts_dir
-        t0 = time.perf_counter()
-        error: str | None = None
-        try:
-            _score_shard(
-                model,
-                lazy,
-                source,
-                parts_dir,
-                shards,
-                total,
-                heads=names,
-                columns=list(names) if heads else ["score"],
-                encoder=model.pair_encoder(
-                    max_length=max_length, max_first_length=max_first_length
-                ),
-                batch_size=batch_size,
-                max_tokens=max_tokens,
-                chunk_rows=chunk_rows,
-                precision=prec,
-                progress=progress if shards.rank == 0 else False,
-            )
-        except RerankError as err:
-            error = str(err)
-        except Exception:
-            if shards.world == 1:
-                shutil.rmtree(parts_dir, ignore_errors=True)
-                raise
-            log.exception("rank %d failed while scoring", shards.rank)
-            error = f"rank {shards.rank} failed while scoring (see its traceback)"
-        errors = [e for e in shards.gather(error) if e]
-        if shards.rank == 0:
-            try:
-                if not errors:
-                    write_parts(parts_dir, out_path, fmt, list(names) if heads else ["score"])
-            except RerankError as err:
-                errors.append(str(err))
-            finally:
-                shutil.rmtree(parts_dir, ignore_errors=True)
-        errors = shards.broadcast(errors)
-        if errors:
-            raise RerankError(errors[0])
-        seconds = time.perf_counter() - t0
-        return ScoreSummary(total, seconds, prec, str(dev), shards.world, shards.rank)
-    finally:
-        shards.close()
+    encoder = model.pair_encoder(max_length=max_length, max_first_length=max_first_length)
+    columns = list(names) if heads else ["score"]
 
+    def score_chunk(chunk: pl.DataFrame, bar: Any) -> pl.DataFrame:
+        scores = _score_encoded(
+            model,
+            encoder,
+            chunk,
+            heads=names,
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            precision=prec,
+            bar=bar,
+        )
+        return chunk.select("query_id", "doc_id").with_columns(
+            pl.Series(c, scores[:, j], dtype=pl.Float64) for j, c in enumerate(columns)
+        )
 
-def _score_shard(
-    model: Any,
-    lazy: pl.LazyFrame,
-    source: Any,
-    parts_dir: str,
-    shards: Shards,
-    total: int,
-    *,
-    heads: tuple[str, ...],
-    columns: list[str],
-    encoder: PairEncoder,
-    batch_size: int,
-    max_tokens: int | None,
-    chunk_rows: int,
-    precision: str,
-    progress: bool | None,
-) -> None:
-    """Score this rank's slice of the rows, one part file per chunk."""
-    start, stop = shards.slice(total)
-    with _eval_mode(model), _progress(stop - start, progress) as bar:
-        for offset, chunk in iter_chunks(lazy, source, start, stop, chunk_rows):
-            scores = _score_encoded(
-                model,
-                encoder,
-                chunk,
-                heads=heads,
-                batch_size=batch_size,
-                max_tokens=max_tokens,
-                precision=precision,
-                bar=bar,
-            )
-            table = chunk.select("query_id", "doc_id").with_columns(
-                pl.Series(c, scores[:, j], dtype=pl.Float64) for j, c in enumerate(columns)
-            )
-            table.write_parquet(part_path(parts_dir, shards.rank, offset))
+    t0 = time.perf_counter()
+    with _eval_mode(model):
+        shards = stream_scores(
+            lazy,
+            source,
+            out_path,
+            score_chunk,
+            fmt=fmt,
+            columns=columns,
+            chunk_rows=chunk_rows,
+            progress=progress,
+        )
+    seconds = time.perf_counter() - t0
+    return ScoreSummary(shards.rows, seconds, prec, str(dev), shards.world, shards.rank)

@@ -10,9 +10,13 @@ atomically. On any error the scratch directory goes and no output appears.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +36,13 @@ __all__ = [
     "iter_chunks",
     "make_parts_dir",
     "output_format",
+    "progress_bar",
     "scan_pairs",
+    "stream_scores",
     "write_parts",
 ]
+
+log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ("query_id", "doc_id", "query", "title", "summary")
 _INPUTS = (".parquet", ".tsv", ".jsonl")
@@ -190,6 +198,82 @@ def write_parts(
         raise input_error(out_path, f"cannot write: {err.strerror or err}") from None
 
 
+def stream_scores(
+    lazy: pl.LazyFrame,
+    source: Source,
+    out_path: str | os.PathLike[str],
+    score_chunk: Callable[[pl.DataFrame, Any], pl.DataFrame],
+    *,
+    fmt: str,
+    columns: Sequence[str],
+    chunk_rows: int,
+    progress: bool | None,
+) -> Shards:
+    """Run ``score_chunk`` over every chunk of the table and write the merged output.
+
+    ``score_chunk(chunk, bar)`` returns ``query_id, doc_id`` and the score ``columns``
+    of the chunk's rows, in order, and advances the progress ``bar`` (or ``None``).
+    Under ``torchrun`` each rank runs its slice; errors of any rank reach every rank
+    as one :class:`RerankError`, and nothing is written then.
+    """
+    total = count_rows(lazy, source)
+    shards = Shards.from_env()
+    try:
+        made = make_parts_dir(out_path) if shards.rank == 0 else None
+        parts_dir = shards.broadcast(made)
+        if isinstance(parts_dir, RerankError):
+            raise parts_dir
+        error: str | None = None
+        start, stop = shards.slice(total)
+        try:
+            with progress_bar(stop - start, progress if shards.rank == 0 else False) as bar:
+                for offset, chunk in iter_chunks(lazy, source, start, stop, chunk_rows):
+                    table = score_chunk(chunk, bar)
+                    table.write_parquet(part_path(parts_dir, shards.rank, offset))
+        except RerankError as err:
+            error = str(err)
+        except Exception:
+            if shards.world == 1:
+                shutil.rmtree(parts_dir, ignore_errors=True)
+                raise
+            log.exception("rank %d failed while scoring", shards.rank)
+            error = f"rank {shards.rank} failed while scoring (see its traceback)"
+        errors = [e for e in shards.gather(error) if e]
+        if shards.rank == 0:
+            try:
+                if not errors:
+                    write_parts(parts_dir, out_path, fmt, columns)
+            except RerankError as err:
+                errors.append(str(err))
+            finally:
+                shutil.rmtree(parts_dir, ignore_errors=True)
+        errors = shards.broadcast(errors)
+        if errors:
+            raise RerankError(errors[0])
+        return dataclasses.replace(shards, rows=total)
+    finally:
+        shards.close()
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, enabled: bool | None) -> Iterator[Any]:
+    """A tqdm bar counting pairs (pairs/s, ETA) on stderr; ``None``: only on a terminal."""
+    if enabled is False:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(
+        total=total,
+        unit="pair",
+        desc="scoring",
+        smoothing=0.1,
+        dynamic_ncols=True,
+        disable=None if enabled is None else False,
+    ) as bar:
+        yield bar
+
+
 @dataclass(frozen=True)
 class Shards:
     """Rank and world size; under ``torchrun`` (``WORLD_SIZE`` > 1) a gloo process group.
@@ -201,6 +285,7 @@ class Shards:
     rank: int = 0
     world: int = 1
     owns_group: bool = False
+    rows: int = 0  # rows of the whole table, once scored
 
     @classmethod
     def from_env(cls) -> Shards:

@@ -211,11 +211,11 @@ def test_default_model_name_resolves_to_the_bundled_encoder():
 def test_torchrun_two_ranks_merge_in_input_order(model, ckpt, tmp_path):
     data = write_input(PAIRS, tmp_path / "pairs.parquet")
     out = tmp_path / "scores.parquet"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd = [
         *torchrun,
-        "--master-port",
-        "0",
+        "--nproc-per-node",
+        "2",
         "-m",
         "rerank",
         "score",
