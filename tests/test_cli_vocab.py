@@ -101,4 +101,7 @@ def test_cli_errors(
     assert _error(
         capsys, *extend, "--from-scratch", "--hidden", "0", "--pieces", str(tmp_path)
     ) == ("--hidden: expected a positive integer, got 0")
+    assert _error(
+        capsys, *extend, "--model", model, "--pieces", str(tmp_path), "--layers", "2"
+    ) == ("--layers: only with --from-scratch")
     assert not Path(out).exists()

@@ -80,9 +80,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     extend.add_argument(
         "--from-scratch", action="store_true", help="random BERT over the new vocabulary"
     )
-    extend.add_argument("--layers", type=int, default=6, help="--from-scratch (default: 6)")
-    extend.add_argument("--hidden", type=int, default=384, help="--from-scratch (default: 384)")
-    extend.add_argument("--seed", type=int, default=0, help="--from-scratch (default: 0)")
+    extend.add_argument("--layers", type=int, help="--from-scratch: layers (default: 6)")
+    extend.add_argument("--hidden", type=int, help="--from-scratch: hidden size (default: 384)")
+    extend.add_argument("--seed", type=int, help="--from-scratch: initialisation seed (default: 0)")
     extend.set_defaults(run=run_extend)
     return parser
 
@@ -118,14 +118,21 @@ def run_extend(args: argparse.Namespace) -> int:
     if args.from_scratch:
         if args.model:
             raise RerankError("--from-scratch builds a new model: drop --model or --from-scratch")
-        spec = ScratchSpec(layers=args.layers, hidden=args.hidden)
-        summary = scratch_model(args.pieces, args.out, spec=spec, seed=args.seed)
+        spec = ScratchSpec(
+            layers=6 if args.layers is None else args.layers,
+            hidden=384 if args.hidden is None else args.hidden,
+        )
+        seed = 0 if args.seed is None else args.seed
+        summary = scratch_model(args.pieces, args.out, spec=spec, seed=seed)
         _say(
             f"wrote a random {summary['layers']}-layer, {summary['hidden']}-wide BERT "
             f"({summary['parameters']:,} parameters, vocabulary {summary['vocab_size']:,}) "
             f"to {args.out}"
         )
         return 0
+    given = [f"--{n}" for n in ("layers", "hidden", "seed") if getattr(args, n) is not None]
+    if given:
+        raise RerankError(f"{', '.join(given)}: only with --from-scratch")
     if not args.model:
         raise RerankError("--model is required (or --from-scratch)")
     texts = read_corpus(args.eval) if args.eval else None
