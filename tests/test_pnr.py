@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -8,6 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rerank.measures.pnr import _DIRECT_MAX, pnr
+
+# `rerank.measures.pnr` the attribute is the function; the module is this one.
+pnr_module = importlib.import_module("rerank.measures.pnr")
 
 
 def brute_force(groups: list[list[tuple[int, float]]]) -> tuple[list[int], list[int], list[int]]:
@@ -141,6 +145,19 @@ def test_many_and_sparse_labels_match_brute_force():
     sparse = (rng.integers(0, 12, n) * 10**12 - 5).tolist()  # rank compression + Fenwick
     for labels in (wide, sparse):
         assert_matches_brute_force([list(zip(labels, scores, strict=True))] * 2)
+
+
+def test_parallel_path_matches_brute_force(monkeypatch):
+    monkeypatch.setattr(pnr_module, "_PARALLEL_MIN_ROWS", 0)
+    rng = np.random.default_rng(2)
+    sizes = rng.integers(0, 80, 60)
+    groups = [
+        list(zip(rng.integers(0, 5, n).tolist(), np.round(rng.random(n), 2).tolist(), strict=True))
+        for n in sizes
+    ]
+    assert_matches_brute_force(groups)
+    with pytest.raises(ValueError, match="NaN"):
+        pnr(np.array([0, 2, 30]), np.zeros(30, dtype=np.int64), np.r_[np.ones(29), np.nan])
 
 
 def test_nan_scores_are_rejected_with_the_row():
