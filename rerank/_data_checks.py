@@ -232,8 +232,8 @@ def match_rows(
     ssrc: Source,
     *,
     check_duplicates: bool = True,
-) -> pl.Series | None:
-    """For each labeled row, the index of the score row with the same ids (null: none).
+) -> np.ndarray | None:
+    """For each labeled row, the index of the score row with the same ids (-1: none).
 
     Returns ``None`` when both hold the same pairs in the same order (no join needed).
     Either side repeating a pair is an error (``check_duplicates=False``: the caller
@@ -250,15 +250,12 @@ def match_rows(
         return None
     if check_duplicates:
         require_unique(right, ids, ssrc)
-    position = pl.Series(
-        _hash_merge(
-            pair_hash(left, ids).to_numpy(),
-            pair_hash(right, ids).to_numpy(),
-            pair_hash(left, ids, seed=1).to_numpy(),
-            pair_hash(right, ids, seed=1).to_numpy(),
-        )
+    return _hash_merge(
+        pair_hash(left, ids).to_numpy(),
+        pair_hash(right, ids).to_numpy(),
+        pair_hash(left, ids, seed=1).to_numpy(),
+        pair_hash(right, ids, seed=1).to_numpy(),
     )
-    return pl.select(pl.when(position >= 0).then(position)).to_series()
 
 
 def _hash_merge(lh: np.ndarray, rh: np.ndarray, lh2: np.ndarray, rh2: np.ndarray) -> np.ndarray:
@@ -266,25 +263,14 @@ def _hash_merge(lh: np.ndarray, rh: np.ndarray, lh2: np.ndarray, rh2: np.ndarray
 
     Each side is sorted as packed uint64 values, the top ``64 - bits`` bits of the hash
     above a ``bits``-bit row index (numpy sorts uint64 values several times faster than
-    it argsorts them, and the row rides along). A linear merge pairs rows with equal
+    it argsorts them, and the row rides along). A linear merge visits rows with equal
     prefixes (every combination within a run of equal prefixes, so a collision of the
     first hash loses nothing); the second, independently seeded hash then decides: a
     match agrees on ``64 - bits`` bits of one hash and all 64 bits of the other.
     """
     bits = max(1, (max(len(lh), len(rh)) - 1).bit_length())
-    left, right = _packed_sort(lh, bits), _packed_sort(rh, bits)
-    capacity = min(len(lh), len(rh)) + 1024
-    while True:  # a prefix shared by several rows on both sides yields every combination
-        rows = np.empty(capacity, np.uint64)
-        others = np.empty(capacity, np.uint64)
-        found = _merge_prefixes(left, right, bits, rows, others)
-        if found >= 0:
-            break
-        capacity *= 2
-    rows, others = rows[:found].astype(np.int64), others[:found].astype(np.int64)
-    same = lh2[rows] == rh2[others]
     position = np.full(len(lh), -1, dtype=np.int64)
-    position[rows[same]] = others[same]
+    _merge(_packed_sort(lh, bits), _packed_sort(rh, bits), lh2, rh2, bits, position)
     return position
 
 
@@ -294,12 +280,11 @@ def _packed_sort(hashes: np.ndarray, bits: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def _merge_prefixes(left, right, bits, rows, others):  # pragma: no cover - numba
-    """Write every (left row, right row) with equal hash prefixes; return how many, or
-    -1 when ``rows`` is too short."""
+def _merge(left, right, lh2, rh2, bits, position):  # pragma: no cover - numba
+    """Set ``position[row] = other`` for rows with equal prefixes and equal second hash."""
     shift = np.uint64(bits)
     mask = (np.uint64(1) << shift) - np.uint64(1)
-    i, j, k, n_left, n_right = 0, 0, 0, left.shape[0], right.shape[0]
+    i, j, n_left, n_right = 0, 0, left.shape[0], right.shape[0]
     while i < n_left and j < n_right:
         a, b = left[i] >> shift, right[j] >> shift
         if a < b:
@@ -313,18 +298,17 @@ def _merge_prefixes(left, right, bits, rows, others):  # pragma: no cover - numb
             while j_end < n_right and (right[j_end] >> shift) == a:
                 j_end += 1
             for x in range(i, i_end):
+                row = np.int64(left[x] & mask)
                 for y in range(j, j_end):
-                    if k == rows.shape[0]:
-                        return -1
-                    rows[k] = left[x] & mask
-                    others[k] = right[y] & mask
-                    k += 1
+                    other = np.int64(right[y] & mask)
+                    if lh2[row] == rh2[other]:
+                        position[row] = other
+                        break
             i, j = i_end, j_end
-    return k
 
 
-def first_unmatched(scores: pl.DataFrame, labeled: pl.DataFrame, ids: Sequence[str]) -> int:
-    """Index of the first score row whose ids are not in ``labeled``."""
-    left = labeled.select(pl.col(c).cast(pl.String) for c in ids)
-    right = scores.select(pl.col(c).cast(pl.String) for c in ids).with_row_index("_j")
-    return int(right.join(left, on=list(ids), how="anti").get_column("_j").min())
+def first_unmatched(position: np.ndarray, n_scores: int) -> int:
+    """Index of the first score row that no labeled row matched."""
+    hit = np.zeros(n_scores, dtype=bool)
+    hit[position[position >= 0]] = True
+    return int(np.argmin(hit))

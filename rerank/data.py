@@ -386,11 +386,11 @@ def attach_scores(
     if position is None:  # same pairs in the same order: the common case, no join
         score = scores.get_column("score").cast(pl.Float64)
         return Attached(labeled.with_columns(score), labeled.height, scores.height, 0, 0)
-    matched = position.is_not_null()
+    matched = position >= 0
     n_matched = int(matched.sum())
     n_unmatched = scores.height - n_matched
     if n_unmatched and unmatched == "error":
-        first = checks.first_unmatched(scores, labeled, ID_COLUMNS)
+        first = checks.first_unmatched(position, scores.height)
         qid, did = scores[first, "query_id"], scores[first, "doc_id"]
         raise ssrc.error(
             first,
@@ -398,11 +398,12 @@ def attach_scores(
             f"{lsrc.label}; the first is ({qid!r}, {did!r}); "
             "set unmatched to 'drop' to ignore them",
         )
+    values = scores.get_column("score").cast(pl.Float64).to_numpy()
     if n_matched == labeled.height:  # every judged row scored: no filter (copies strings)
-        frame = labeled.with_columns(scores.get_column("score").cast(pl.Float64).gather(position))
+        frame = labeled.with_columns(pl.Series("score", values[position]))
     else:
-        score = scores.get_column("score").cast(pl.Float64).gather(position.filter(matched))
-        frame = labeled.filter(matched).with_columns(score)
+        kept = labeled.filter(pl.Series(matched))
+        frame = kept.with_columns(pl.Series("score", values[position[matched]]))
     return Attached(frame, labeled.height, scores.height, labeled.height - n_matched, n_unmatched)
 
 

@@ -501,7 +501,7 @@ def test_attach_matches_a_polars_join_on_shuffled_partial_overlap():
 
 
 def test_attach_with_many_colliding_first_hashes(monkeypatch):
-    """Every row shares one first hash: the merge's candidate buffer must grow."""
+    """Every row shares one first hash: the merge must try every pair in the run."""
     real = _data_checks.pair_hash
     monkeypatch.setattr(
         _data_checks,
