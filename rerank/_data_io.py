@@ -154,6 +154,15 @@ def _read_failure(source: Source, err: Exception) -> RerankError:
                 return input_error(source.name, "expected UTF-8 JSON", row=number)
             if not isinstance(value, dict):
                 return input_error(source.name, "expected a JSON object", row=number)
+    if source.kind != "parquet":
+        for number, raw in enumerate(_lines(source.name), start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                text = (
+                    f"expected UTF-8 text, got byte {raw[bad.start]:#04x} at byte {bad.start + 1}"
+                )
+                return input_error(source.name, text, row=number)
     first = (str(err).strip().splitlines() or [type(err).__name__])[0]
     return input_error(source.name, f"cannot read as {source.kind}: {first}")
 

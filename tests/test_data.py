@@ -519,3 +519,16 @@ def test_attach_with_many_colliding_first_hashes(monkeypatch):
     )
     out = data.attach_scores(labeled, scores)
     assert out.frame["score"].to_list() == [0.5 * (59 - i) for i in range(60)]
+
+
+def test_invalid_utf8_names_the_line(tmp_path):
+    path = tmp_path / "eval.tsv"
+    path.write_bytes(b"query_id\tdoc_id\tlabel\nq1\td1\t1\nq1\td\xff\t1\n")
+    assert error_of(data.read_pairs, path, text=False) == (
+        f"{path}:3: expected UTF-8 text, got byte 0xff at byte 5"
+    )
+    run = tmp_path / "m.run"
+    run.write_bytes(b"q1 Q0 d1 1 1 t\nq1 Q0 d\xff 2 1 t\n")
+    assert (
+        error_of(data.read_scores, run) == f"{run}:2: expected UTF-8 text, got byte 0xff at byte 8"
+    )
