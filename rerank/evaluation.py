@@ -5,6 +5,12 @@ or a TREC run), joins them by (query_id, doc_id) with :func:`rerank.data.attach_
 and computes the measures with :func:`rerank.measures.evaluate`. The report carries
 the row counts next to the measures, so a reader sees how many judged rows had no
 score (left out) and how many scored rows had no judgment (dropped, or an error).
+
+This is the re-ranking setting: the judged rows are the candidates, and the measures
+are computed over the judged rows that have a score. It differs from trec_eval on a
+sparse retrieval run, where a judged document missing from the run still counts in
+the ideal ranking (nDCG, recall) and a retrieved unjudged document counts as
+non-relevant; here the first is left out and the second dropped (or an error).
 """
 
 from __future__ import annotations
