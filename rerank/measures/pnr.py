@@ -308,13 +308,18 @@ def _sort_query(scores, labels, low, key, lab, work, n):
 
 
 @njit(cache=True)
-def _sweep_small(key, lab, n, seen):
-    """Sweep sorted (key, lab) with labels in 0.._SMALL_LABELS-1; seen: scratch of that size."""
-    for r in range(_SMALL_LABELS):
-        seen[r] = 0
+def _sweep_small(key, lab, n, below):
+    """Sweep sorted (key, lab) with labels in 0.._SMALL_LABELS-1.
+
+    ``below[l]`` counts the passed documents with a label under ``l`` (scratch of
+    ``_SMALL_LABELS + 1`` cells), so each document costs two lookups and one fixed-width
+    vector update, with no branch on its label.
+    """
+    for r in range(_SMALL_LABELS + 1):
+        below[r] = 0
     conc = 0
     disc = 0
-    passed = 0
+    same = 0
     i = 0
     while i < n:
         j = i + 1
@@ -322,18 +327,14 @@ def _sweep_small(key, lab, n, seen):
             j += 1
         for t in range(i, j):
             y = lab[t]
-            below = 0
-            for r in range(_SMALL_LABELS):  # fixed width: unrolled, no branch on y
-                below += seen[r] if r < y else 0
-            conc += below
-            disc += passed - below - seen[y]
+            conc += below[y]
+            disc += below[_SMALL_LABELS] - below[y + 1]
         for t in range(i, j):
-            seen[lab[t]] += 1
-        passed += j - i
+            y = lab[t]
+            same += below[y + 1] - below[y]
+            for r in range(_SMALL_LABELS + 1):
+                below[r] += 1 if r > y else 0
         i = j
-    same = 0
-    for r in range(_SMALL_LABELS):
-        same += seen[r] * (seen[r] - 1) // 2
     return conc, disc, n * (n - 1) // 2 - same - conc - disc
 
 
@@ -399,7 +400,7 @@ def _pnr_counts(offsets, labels, scores, low, n_labels, chunks):
         lab = np.empty(longest, dtype=np.int64)
         work = np.empty(longest + 1, dtype=np.int64)
         small = n_labels <= _SMALL_LABELS
-        seen = np.zeros(_SMALL_LABELS if small else n_labels, dtype=np.int64)
+        seen = np.zeros(_SMALL_LABELS + 1 if small else n_labels, dtype=np.int64)
         tree = np.zeros(1 if small else n_labels + 1, dtype=np.int64)
         for q in range(q0, q1):
             a = offsets[q]
