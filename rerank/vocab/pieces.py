@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -372,12 +372,3 @@ def _bpe_merges(vocab: dict[str, int], *, skip: set[str]) -> list[tuple[str, str
                 merges.append((rank, vocab[left], vocab[right], left, right))
     merges.sort()
     return [(m[3], m[4]) for m in merges]
-
-
-def as_dict(pieces: PieceSet) -> dict[str, Any]:
-    """JSON-able summary (for logs and resolved-config dumps)."""
-    d = asdict(pieces)
-    d["path"] = str(pieces.path)
-    d.pop("pieces")
-    d.pop("scores")
-    return d
