@@ -24,6 +24,7 @@ from rerank.errors import RerankError
 SUBCOMMANDS: dict[str, str] = {
     "cycle": "rerank.cli.cycle",
     "evaluate": "rerank.cli.evaluate",
+    "glue": "rerank.cli.glue",
     "pairs": "rerank.cli.pairs",
     "rekindle": "rerank.cli.rekindle",
     "score": "rerank.cli.score",

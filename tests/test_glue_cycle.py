@@ -1,0 +1,87 @@
+"""The GLUE cycle end to end on a tiny model: stages, report, skip-on-rerun, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_glue_stages import write_glue
+
+from rerank.cli import main
+from rerank.errors import RerankError
+from rerank.glue.cycle import format_markdown, load_cycle, run_cycle
+
+DOCS = [
+    {"doc_id": str(i), "title": "", "abstract": text}
+    for i, text in enumerate(
+        [
+            "the air flow over a wing . the lift of the wing at high speed . "
+            "the drag of the body in the stream .",
+            "an aircraft with a swept wing . the angle of attack of the wing . "
+            "the boundary layer of a body .",
+        ]
+    )
+]
+
+
+def write_cycle(tmp_path: Path, model: Path, *, tasks: list[str], multi: bool) -> Path:
+    data = write_glue(tmp_path / "glue", n=12)
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in DOCS))
+    common = (
+        f'[model]\npath = "{model}"\nmax_length = 32\nmax_query_length = 24\n'
+        "[data]\ngroups_per_batch = 8\n"
+        "[train]\nsteps = 1\nbf16 = false\nprogress = false\n"
+    )
+    (tmp_path / "finetune.toml").write_text(common)
+    (tmp_path / "rekindle.toml").write_text(
+        common + '[[objective]]\nloss = "task"\n[[objective]]\nloss = "mlm"\nweight = 0.5\n'
+    )
+    path = tmp_path / "cycle.toml"
+    path.write_text(
+        f'[cycle]\nname = "tiny"\noutput_dir = "out"\ntasks = {json.dumps(tasks)}\n'
+        f'data_dir = "{data}"\nseeds = [1]\nmulti_teacher = {str(multi).lower()}\n'
+        '[pairs]\ncorpus = "docs.jsonl"\n'
+        '[finetune]\nconfig = "finetune.toml"\n'
+        f'[pretrain]\nconfig = "rekindle.toml"\nstudent = "{model}"\n'
+    )
+    return path
+
+
+def test_stsb_cycle_reports_teacher_and_rekindled_spearman(tiny_model_dir, tmp_path, capsys):
+    path = write_cycle(tmp_path, tiny_model_dir, tasks=["stsb"], multi=False)
+    assert main(["glue", "cycle", "--config", str(path)]) == 0
+    out = tmp_path / "out"
+    report = json.loads((out / "report.json").read_text())
+    rows = [(r["task"], r["model"], r["split"]) for r in report["table"]]
+    assert rows == [("stsb", "teacher", "dev"), ("stsb", "rekindled", "dev")]
+    assert set(report["table"][0]) >= {"spearman", "pearson"}
+    assert report["table"][0]["spearman"]["n"] == 1
+    assert "| stsb | dev | teacher | spearman" in capsys.readouterr().out
+    assert (out / "report.md").read_text() == format_markdown(report)
+    stages = sorted(p.parent.name for p in out.rglob("done.json"))
+    assert stages == ["pairs", "rekindle-stsb", "scores", "student-stsb", "teacher-stsb"]
+    # a re-run skips every stage and reproduces the report
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("done.json")}
+    assert run_cycle(load_cycle(path))["table"] == report["table"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("done.json")} == stamps
+
+
+def test_cycle_config_errors(tiny_model_dir, tmp_path):
+    path = write_cycle(tmp_path, tiny_model_dir, tasks=["stsb"], multi=False)
+    with pytest.raises(RerankError, match="unknown GLUE task 'wnli'"):
+        load_cycle(path, ["cycle.tasks=['wnli']"])
+    with pytest.raises(RerankError, match=r"set one of 'pairs\.data' and 'pairs\.corpus'"):
+        load_cycle(path, ["pairs.data=x.parquet"])
+
+
+@pytest.mark.slow
+def test_multi_teacher_cycle_across_pair_and_single_sentence_tasks(tiny_model_dir, tmp_path):
+    path = write_cycle(tmp_path, tiny_model_dir, tasks=["rte", "cola"], multi=True)
+    report = run_cycle(load_cycle(path))
+    rows = {(r["task"], r["model"]) for r in report["table"]}
+    assert rows == {
+        (t, m) for t in ("rte", "cola") for m in ("teacher", "rekindled", "multi-teacher")
+    }
+    multi = json.loads((tmp_path / "out" / "seed-1" / "multi-cola" / "done.json").read_text())
+    assert set(multi["result"]["dev"]) == {"mcc", "accuracy", "examples"}
