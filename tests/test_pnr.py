@@ -142,8 +142,9 @@ def test_many_and_sparse_labels_match_brute_force():
     n = 200
     scores = np.round(rng.standard_normal(n), 1).tolist()
     wide = rng.integers(0, 60, n).tolist()  # Fenwick path
+    wider = rng.integers(0, 5000, n).tolist()  # rank compression (span > 4096) + Fenwick
     sparse = (rng.integers(0, 12, n) * 10**12 - 5).tolist()  # rank compression + Fenwick
-    for labels in (wide, sparse):
+    for labels in (wide, wider, sparse):
         assert_matches_brute_force([list(zip(labels, scores, strict=True))] * 2)
 
 
@@ -183,6 +184,12 @@ def test_nan_scores_are_rejected_with_the_row():
 def test_bad_inputs_are_rejected(offsets, labels, scores, message):
     with pytest.raises(ValueError, match=message):
         pnr(np.array(offsets), np.array(labels), np.array(scores))
+
+
+def test_strided_inputs():
+    table = np.array([[2.0, 0.9], [1.0, 0.3], [0.0, 0.5]])
+    r = pnr(np.array([0, 3]), table[:, 0].astype(np.int64), table[:, 1])
+    assert (r.concordant, r.discordant) == (2, 1)
 
 
 def test_integer_and_narrow_dtypes_are_accepted():

@@ -37,6 +37,7 @@ __all__ = ["PNRResult", "pnr"]
 
 _DIRECT_MAX = 24  # queries up to this size compare all pairs (measured: faster than sorting)
 _SMALL_LABELS = 8  # label ranges up to this size use a fixed-width count array, else Fenwick
+_MAX_LABEL_SPAN = 4096  # wider label ranges are replaced by label ranks first
 # Below this many rows the kernel runs on the calling thread only: a parallel launch must wait
 # for every worker to be scheduled, which on a busy machine costs more than it saves
 # (measured with 2 busy cores: 320k rows took 21 ms serial, 45 ms on 2 threads).
@@ -127,8 +128,9 @@ def pnr(offsets: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> PNRResul
     if n_queries and len(labels):
         low, high = int(labels.min()), int(labels.max())
         n_labels = high - low + 1
-        if n_labels > _SMALL_LABELS and n_labels > len(labels):
-            # Sparse grades (say 0 and 10**9): use their ranks so the count arrays stay small.
+        if n_labels > _MAX_LABEL_SPAN:
+            # Sparse grades (say 0 and 10**9): use their ranks so the count arrays (one per
+            # chunk, one cell per label value) stay small.
             labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)
             low, n_labels = 0, int(labels.max()) + 1
         threads = numba.get_num_threads()
@@ -178,7 +180,8 @@ def _validate(
         ):
             raise ValueError(f"scores must be numbers, got {scores.dtype}")
         scores = scores.astype(np.float64)
-    return offsets, labels, scores
+    # Strided views would compile (and cache) another specialisation of the kernel.
+    return offsets, np.ascontiguousarray(labels), np.ascontiguousarray(scores)
 
 
 def _chunk_bounds(offsets: np.ndarray, n_chunks: int) -> np.ndarray:
