@@ -26,8 +26,9 @@ stage (directory)      what it does
 Every stage writes ``done.json`` last; a stage whose ``done.json`` exists is skipped, so a
 killed cycle re-run with the same command continues. A training stage killed mid-way
 resumes from its last checkpoint (``train.save_every``; the cycle sets
-``cycle.checkpoint_every`` when the recipe has none). The eval split selects (best
-checkpoint of every fine-tune); the test split is only reported.
+``cycle.checkpoint_every`` when the recipe has none). When the recipe evaluates during
+training (``train.eval_every``), the eval split selects the best checkpoint of every
+fine-tune; otherwise the final model is used. The test split is only ever reported.
 """
 
 from __future__ import annotations
@@ -220,7 +221,9 @@ def _recipe(cfg: CycleConfig, output_dir: Path, model: str, num_layers: int = 0)
     apply_overrides(r, list(cfg.finetune.set))
     r.model.path = model
     r.model.num_layers = num_layers
-    r.data.eval = c.eval
+    # Selection on the eval split when the recipe evaluates during training; without
+    # eval_every the loop would only evaluate the final model, which the eval stage does.
+    r.data.eval = c.eval if r.train.eval_every else ""
     r.train.output_dir = str(output_dir)
     r.train.seed = c.seed
     r.train.progress = False
