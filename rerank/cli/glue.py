@@ -89,11 +89,12 @@ def _train(args: argparse.Namespace) -> int:
     apply_overrides(cfg, args.set)
     cfg.train.resume = cfg.train.resume or args.resume
     result = finetune(cfg)
+    best = "no dev evaluation"
+    if result.best_step is not None:
+        best = f"best dev {result.best_metric:.4f} at step {result.best_step} in {result.best_dir}"
     print(
         f"{cfg.glue.task}: {'finished' if result.finished else 'stopped'} at step "
-        f"{result.steps}/{result.total_steps} in {result.seconds:.0f}s; best "
-        f"{cfg.train.metric_for_best if cfg.train.metric_for_best != 'pnr' else 'dev metric'} "
-        f"{result.best_metric} at step {result.best_step} in {result.best_dir}",
+        f"{result.steps}/{result.total_steps} in {result.seconds:.0f}s; {best}",
         file=sys.stderr,
     )
     return 0

@@ -140,14 +140,16 @@ def load_splits(section: GlueSection) -> tuple[GlueTask, GlueSplits]:
     splits = read_splits(
         task, section.data_dir, split_seed=section.split_seed, on_error=section.on_error
     )
+    notes = []
     if section.max_train and section.max_train < splits.train.height:
-        splits.notes.append(
-            f"train: seeded subsample of {section.max_train} of {splits.train.height}"
-        )
+        notes.append(f"train: seeded subsample of {section.max_train} of {splits.train.height}")
         splits.train = subsample(splits.train, section.max_train, seed=section.sample_seed)
     if section.max_eval and section.max_eval < splits.dev.height:
-        splits.notes.append(f"dev: seeded subsample of {section.max_eval} of {splits.dev.height}")
+        notes.append(f"dev: seeded subsample of {section.max_eval} of {splits.dev.height}")
         splits.dev = subsample(splits.dev, section.max_eval, seed=section.sample_seed)
+    for note in notes:
+        log.info("%s: %s", task.name, note)
+    splits.notes.extend(notes)
     return task, splits
 
 
@@ -176,8 +178,6 @@ def finetune(cfg: GlueConfig, *, max_steps_this_run: int | None = None) -> Any:
     from rerank.train import train
 
     task, splits = load_splits(cfg.glue)
-    for note in splits.notes:
-        log.info("%s: %s", task.name, note)
     run = apply_task_defaults(cfg, [task])
     head = cfg.glue.head or task.name
     if head not in run.model.heads:
