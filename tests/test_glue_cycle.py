@@ -85,3 +85,24 @@ def test_multi_teacher_cycle_across_pair_and_single_sentence_tasks(tiny_model_di
     }
     multi = json.loads((tmp_path / "out" / "seed-1" / "multi-cola" / "done.json").read_text())
     assert set(multi["result"]["dev"]) == {"mcc", "accuracy", "examples"}
+
+
+def test_glue_train_and_evaluate_commands(tiny_model_dir, tmp_path, capsys):
+    data = write_glue(tmp_path / "glue", n=8)
+    config = tmp_path / "rte.toml"
+    config.write_text(
+        f'[model]\npath = "{tiny_model_dir}"\nmax_length = 32\n'
+        f'[glue]\ntask = "rte"\ndata_dir = "{data}"\n'
+        '[train]\nsteps = 1\nbf16 = false\nprogress = false\noutput_dir = "run"\n'
+    )
+    assert main(["glue", "train", "--config", str(config), "--set", "data.groups_per_batch=4"]) == 0
+    assert "rte: finished at step 1/1" in capsys.readouterr().err
+    model = tmp_path / "run" / "final"
+    argv = ["glue", "evaluate", "--task", "rte", "--model", str(model), "--data", str(data)]
+    assert main([*argv, "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"accuracy", "examples"} and report["examples"] == 8
+    assert main([*argv, "--split", "test"]) == 2
+    assert "rte has no labeled test split" in capsys.readouterr().err
+    assert main([*argv[:-1], str(data / "RTE" / "dev.tsv"), "--head", "nope"]) == 2
+    assert "model has no head 'nope'" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -157,7 +158,7 @@ def _evaluator(task: GlueTask, dev: pl.DataFrame, head: str, cfg: Config) -> Any
     from rerank.glue.predict import evaluate_model
 
     def evaluate(model: Any) -> dict[str, float]:
-        return evaluate_model(
+        report = evaluate_model(
             model,
             dev,
             task,
@@ -165,6 +166,9 @@ def _evaluator(task: GlueTask, dev: pl.DataFrame, head: str, cfg: Config) -> Any
             batch_size=cfg.data.eval_batch_size,
             max_length=cfg.model.max_length,
         )
+        # A constant prediction has no correlation (NaN); for checkpoint selection it
+        # counts as the worst one, -1, so that a later real value can still win.
+        return {k: -1.0 if math.isnan(v) else v for k, v in report.items()}
 
     return evaluate
 
