@@ -197,11 +197,19 @@ def _finetune(run: GlueConfig, task: GlueTask) -> dict[str, Any]:
 
     result = finetune(run)
     model_dir = result.best_dir or result.final_dir
-    _, splits = load_splits(run.glue)
     head = run.glue.head or task.name
-    model = RerankModel.from_pretrained(model_dir)
-    scores = {"dev": evaluate_model(model, splits.dev, task, head=head)}
+    # the dev metrics of the selected checkpoint, as the loop logged them when it was saved
+    logged = [json.loads(x) for x in (result.output_dir / "log.jsonl").read_text().splitlines()]
+    best = [r["eval"] for r in logged if r.get("best")]
+    _, splits = load_splits(run.glue)
+    model = None
+    if best and result.best_dir:
+        scores = {"dev": best[-1]}
+    else:
+        model = RerankModel.from_pretrained(model_dir)
+        scores = {"dev": evaluate_model(model, splits.dev, task, head=head)}
     if splits.test is not None:
+        model = model or RerankModel.from_pretrained(model_dir)
         scores["test"] = evaluate_model(model, splits.test, task, head=head)
     return {"model": str(model_dir), "best_step": result.best_step, "steps": result.steps, **scores}
 

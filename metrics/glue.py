@@ -1,0 +1,154 @@
+"""Run a GLUE rekindle cycle and write its measured results to metrics/<name>.{json,md}.
+
+Usage (from the repository root)::
+
+    .venv/bin/python metrics/glue.py --name glue_small --config data/glue/small_tasks_cycle.toml \\
+        --runs /work/runs/glue/small [--set cycle.KEY=VALUE ...] [--aggregate-only]
+
+The cycle (``rerank glue cycle``, a subprocess) is resumable: re-running the command skips
+finished stages. The aggregate is read from the stages' ``done.json`` files, so it also
+covers a cycle stopped part-way (seeds or tasks not finished are simply absent; the
+tables say how many seeds each figure averages). Per task, split and metric: the mean,
+the sample standard deviation and the per-seed values of the teacher, the rekindled
+student (UEGP) and the multi-teacher student (MoEGP), with the command, the configs, the
+git commit and the CPU time of every stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {"teacher": "teacher", "student": "rekindled (UEGP)", "multi": "multi-teacher (MoEGP)"}
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def collect(runs: Path) -> tuple[dict, dict]:
+    """(results[task][model][split][metric] = {seed: value}, seconds[stage kind] = total)."""
+    results: dict = {}
+    seconds: dict[str, float] = {}
+    for done in sorted(runs.glob("**/done.json")):
+        stage = json.loads(done.read_text())
+        result = stage["result"]
+        kind = done.parent.name.split("-", 1)[0]
+        seconds[kind] = seconds.get(kind, 0.0) + float(result.get("seconds", 0.0))
+        if kind not in MODELS or "dev" not in result:
+            continue
+        task = done.parent.name.split("-", 1)[1]
+        seed = done.parent.parent.name.removeprefix("seed-")
+        for split in ("dev", "test"):
+            for metric, value in result.get(split, {}).items():
+                if metric == "examples":
+                    continue
+                cell = results.setdefault(task, {}).setdefault(MODELS[kind], {})
+                cell.setdefault(split, {}).setdefault(metric, {})[seed] = value
+    return results, seconds
+
+
+def summary(values: dict[str, float]) -> dict:
+    v = list(values.values())
+    return {
+        "mean": statistics.fmean(v),
+        "sd": statistics.stdev(v) if len(v) > 1 else None,
+        "n": len(v),
+        "per_seed": values,
+    }
+
+
+def markdown(name: str, results: dict, meta: dict) -> str:
+    lines = [
+        f"# {name}",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Commit: `{meta['commit']}`; written {meta['date']}; {meta['host']}.  ",
+        f"CPU budget: {meta['budget']}",
+        "",
+        "Mean ± sample sd over seeds (n seeds). Every fine-tune selects its checkpoint on dev "
+        "by the task's first metric; dev figures are of that checkpoint (as GLUE dev results "
+        "usually are); MRPC's test split is the labeled MSRP test set.",
+        "",
+        "| task | split | metric | " + " | ".join(MODELS.values()) + " |",
+        "|---|---|---|" + "---|" * len(MODELS),
+    ]
+    for task, by_model in results.items():
+        splits = {s for m in by_model.values() for s in m}
+        for split in ("dev", "test"):
+            if split not in splits:
+                continue
+            metrics = next(iter(m[split] for m in by_model.values() if split in m))
+            for metric in metrics:
+                cells = []
+                for model in MODELS.values():
+                    values = by_model.get(model, {}).get(split, {}).get(metric)
+                    if not values:
+                        cells.append("-")
+                        continue
+                    s = summary(values)
+                    sd = f" ± {s['sd']:.4f}" if s["sd"] is not None else ""
+                    cells.append(f"{s['mean']:.4f}{sd} ({s['n']})")
+                lines.append(f"| {task} | {split} | {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--runs", required=True, type=Path)
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--aggregate-only", action="store_true")
+    args = parser.parse_args()
+    sets = [*args.set, f"cycle.output_dir={args.runs}"]
+    cmd = [str(ROOT / ".venv" / "bin" / "rerank"), "glue", "cycle", "--config", args.config]
+    for item in sets:
+        cmd += ["--set", item]
+    if not args.aggregate_only:
+        subprocess.run(cmd, cwd=ROOT, check=True)
+    results, seconds = collect(args.runs)
+    total = sum(seconds.values())
+    meta = {
+        "command": " ".join([".venv/bin/python", "metrics/glue.py", *sys.argv[1:]]),
+        "cycle_command": " ".join(["rerank", *cmd[1:]]),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "date": dt.date.today().isoformat(),
+        "host": f"{os.cpu_count()} CPU cores shared with other jobs, 1 torch thread per run",
+        "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "budget": f"{total / 3600:.2f} h wall time over all stages ("
+        + ", ".join(f"{k} {v / 60:.0f} min" for k, v in seconds.items())
+        + ")",
+        "configs": {
+            p: (ROOT / p).read_text()
+            for p in (args.config, "data/glue/finetune.toml", "data/glue/rekindle.toml")
+        },
+    }
+    payload = {
+        "meta": meta,
+        "results": {
+            task: {
+                model: {
+                    split: {metric: summary(v) for metric, v in metrics.items()}
+                    for split, metrics in splits.items()
+                }
+                for model, splits in by_model.items()
+            }
+            for task, by_model in results.items()
+        },
+    }
+    out = ROOT / "metrics"
+    (out / f"{args.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (out / f"{args.name}.md").write_text(markdown(args.name, results, meta))
+    print(markdown(args.name, results, meta))
+
+
+if __name__ == "__main__":
+    main()
