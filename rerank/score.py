@@ -12,10 +12,10 @@ Two entry points share one core:
 Speed comes from dense batches: inside a chunk the pairs are tokenized once, sorted by
 token length (longest first, as sentence-transformers does), cut into batches of
 ``batch_size`` pairs or of at most ``max_tokens`` padded tokens, and padded only to
-the longest pair of their batch; the scores are put back in input order. bf16
-autocast is used where the hardware computes bf16 natively (CUDA with bf16, CPUs with
-AVX512-BF16 or AMX); the PNR measured on Cranfield with bf16 stays within 0.5% of fp32
-(``benchmarks/score.py``).
+the longest pair of their batch; the scores are put back in input order. bf16 (encoder
+weights and activations in bf16, pooler and heads in fp32: :mod:`rerank.precision`) is
+used where the hardware computes it natively (CUDA with bf16, CPUs with AVX512-BF16 or
+AMX); ``benchmarks/score.py`` measures its PNR against fp32 on Cranfield.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import torch
 
 from rerank.encoding import PairEncoder
 from rerank.errors import RerankError, input_error
-from rerank.precision import Precision, autocast, resolve_precision
+from rerank.precision import Precision, inference_precision, resolve_precision
 from rerank.streaming import output_format, progress_bar, scan_pairs, stream_scores
 
 __all__ = [
@@ -118,9 +118,7 @@ def _score_encoded(
         list(zip(texts["title"].to_list(), texts["summary"].to_list(), strict=True)),
     )
     device = next(model.parameters()).device
-    # One autocast context for the whole chunk: its cache keeps the bf16 copies of the
-    # weights across batches instead of casting them again for every batch.
-    with autocast(model, device, precision):
+    with inference_precision(model, precision):
         for index in plan_batches(encoded.lengths(), batch_size=batch_size, max_tokens=max_tokens):
             batch = encoder.collate(encoded.select(index))
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -202,7 +200,7 @@ def score_frame(
     max_length, max_first_length
         Truncation (see :class:`rerank.encoding.PairEncoder`).
     precision
-        ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where the device computes it natively).
+        ``fp32``, ``bf16`` or ``auto`` (bf16 where the device computes it natively).
     progress
         Show a progress bar (pairs/s and ETA) on stderr.
 
@@ -315,7 +313,7 @@ def score_file(
         Heads to write, one column each (named after the head); ``None``: the primary
         head as ``score``.
     precision
-        ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where the device computes it natively).
+        ``fp32``, ``bf16`` or ``auto`` (bf16 where the device computes it natively).
     device
         ``cpu``, ``cuda``, ``cuda:1``...; ``None``: CUDA when available (``LOCAL_RANK``).
     progress

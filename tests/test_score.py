@@ -99,8 +99,11 @@ def test_score_frame_heads_columns_and_restores_training_mode(model):
 
 
 def test_bf16_scores_close_to_fp32_and_not_rounded_to_bf16(model):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     fp32 = score_frame(model, PAIRS, max_length=LEN, precision="fp32")
     bf16 = score_frame(model, PAIRS, max_length=LEN, precision="bf16")
+    after = model.state_dict()  # the fp32 weights are back, bit for bit
+    assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
     np.testing.assert_allclose(bf16, fp32, atol=0.05)
     # the head runs in fp32: scores are not bf16 numbers (8-bit mantissa)
     as_bf16 = torch.tensor(bf16).bfloat16().float().numpy()

@@ -51,7 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--precision",
         choices=("fp32", "bf16", "auto"),
         default="auto",
-        help="bf16 autocast, or auto: bf16 where the hardware computes it natively "
+        help="bf16: encoder in bf16, heads in fp32; auto: bf16 where the hardware computes "
+        "it natively, else fp32 "
         "(default: %(default)s)",
     )
     parser.add_argument(
