@@ -128,9 +128,20 @@ def bm25_slices(root: Path) -> list[str]:
 
 def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
     config = make_cycle(tmp_path)
-    cfg = load_cycle(config, bm25_slices(tmp_path))
+    cfg = load_cycle(config, [*bm25_slices(tmp_path), "cycle.eval_queries=2"])
     report = run_cycle(cfg)
     out = tmp_path / "out"
+    # eval rows come from the first two eval queries (BM25's other queries are dropped)
+    subset = pl.read_parquet(out / "splits" / "eval-2q.parquet")
+    assert (
+        subset["query_id"].unique(maintain_order=True).to_list()
+        == (
+            pl.read_parquet(tmp_path / "eval.parquet")["query_id"]
+            .unique(maintain_order=True)
+            .head(2)
+        ).to_list()
+    )
+    assert any("first 2 queries" in n for n in report["notes"])
     for name in ("report.json", "report.md", "results.png", "pretraining.png"):
         assert (out / name).is_file(), name
     assert set(report["results"]) == {"bm25", "teacher", "plain", "rekindled"}
@@ -155,7 +166,7 @@ def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
     assert "| student, rekindled + fine-tune |" in (out / "report.md").read_text()
 
     # re-running skips every stage and reproduces the report
-    again = run_cycle(load_cycle(config, bm25_slices(tmp_path)))
+    again = run_cycle(load_cycle(config, [*bm25_slices(tmp_path), "cycle.eval_queries=2"]))
     assert again["stages_run"] == []
     assert set(again["timings"].values()) == {0.0}
     assert again["results"] == report["results"]

@@ -33,6 +33,7 @@ fine-tune; otherwise the final model is used. The test split is only ever report
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -87,6 +88,9 @@ class CycleSection:
     )
     figure_eval_queries: int = field(
         default=0, metadata=_help("eval queries for the Figure-3 measure; 0: all")
+    )
+    eval_queries: int = field(
+        default=0, metadata=_help("use a fixed subset of this many eval queries; 0: all")
     )
     checkpoint_every: int = field(
         default=20, metadata=_help("train.save_every of stages whose recipe has none")
@@ -275,18 +279,16 @@ def _pairs_stage(cfg: CycleConfig, where: Path) -> dict[str, Any]:
     return {"path": str(path), "rows": frame.height, "queries": frame["query_id"].n_unique()}
 
 
-def _eval_subset(cfg: CycleConfig, where: Path) -> str:
-    c = cfg.cycle
-    if not c.figure_eval_queries:
-        return c.eval
+def _query_subset(path: str, n: int, dest: Path) -> str:
+    """The rows of the first ``n`` queries (in file order) of a labeled split."""
     from rerank.data import read_pairs, write_table
 
-    frame = read_pairs(c.eval, labels="required")
-    keep = frame.get_column("query_id").unique(maintain_order=True).head(c.figure_eval_queries)
-    path = where / "eval_subset.parquet"
-    if not path.is_file():
-        write_table(frame.filter(pl.col("query_id").is_in(keep.implode())), path)
-    return str(path)
+    if dest.is_file():
+        return str(dest)
+    frame = read_pairs(path, labels="required")
+    keep = frame.get_column("query_id").unique(maintain_order=True).head(n)
+    write_table(frame.filter(pl.col("query_id").is_in(keep.implode())), dest)
+    return str(dest)
 
 
 def _pretrain_config(
@@ -412,11 +414,16 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
     """Run (or continue) the cycle; returns the report dict also written to ``report.json``."""
     from rerank.rekindle.report import write_report
 
+    cfg = copy.deepcopy(cfg)
     c = cfg.cycle
     out = Path(c.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     stages = _Stages()
     notes: list[str] = []
+    if c.eval_queries:
+        dest = out / "splits" / f"eval-{c.eval_queries}q.parquet"
+        notes.append(f"eval rows: the first {c.eval_queries} queries of {c.eval}")
+        c.eval = _query_subset(c.eval, c.eval_queries, dest)
     recipe = from_toml(cfg.finetune.config, Config)
     apply_overrides(recipe, list(cfg.finetune.set))
     teacher_init = cfg.finetune.teacher_model or recipe.model.path
@@ -450,7 +457,12 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
 
     # 4. expert-guided pre-training, one run per variant
     wanted = list(dict.fromkeys([*c.variants, *c.figure_variants]))
-    eval_path = _eval_subset(cfg, out / "pretrain") if c.figure_proxy == "zero-shot" else None
+    eval_path = None
+    if c.figure_proxy == "zero-shot":
+        eval_path = c.eval
+        if c.figure_eval_queries:
+            dest = out / "splits" / f"eval-{c.figure_eval_queries}q.parquet"
+            eval_path = _query_subset(c.eval, c.figure_eval_queries, dest)
     pre: dict[str, dict[str, Any]] = {}
     for v in wanted:
         where = out / "pretrain" / _slug(v)
@@ -530,7 +542,7 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
         curves[v] = points
     proxy = (
         "zero-shot PNR of the distilled score head on the eval split"
-        + (f" (first {c.figure_eval_queries} queries)" if c.figure_eval_queries else "")
+        + (f" (its first {c.figure_eval_queries} queries)" if c.figure_eval_queries else "")
         if c.figure_proxy == "zero-shot"
         else f"eval-split PNR after a {c.figure_finetune_steps}-step fine-tune of each snapshot"
     )
@@ -544,7 +556,7 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
 
         results["bm25"] = {}
         for split, run_path in bm25.items():
-            rep = evaluate_files(splits[split], run_path, measures=_measures(cfg))
+            rep = evaluate_files(splits[split], run_path, measures=_measures(cfg), unmatched="drop")
             results["bm25"][split] = {k: v for k, v in rep.as_dict().items() if k in _measures(cfg)}
     length = (recipe.model.max_length, recipe.model.max_query_length)
     evaluated: dict[str, str] = {}
