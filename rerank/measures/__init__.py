@@ -13,13 +13,18 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 
 from rerank.errors import input_error
-from rerank.grouping import group_queries
 from rerank.measures.pnr import PNRResult, pnr
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# polars (and rerank.grouping, which needs it) are imported inside evaluate(): importing
+# rerank.measures.pnr runs this file, and the PNR kernels alone should start fast.
 
 __all__ = ["DEFAULT_MEASURES", "PNR_MEASURES", "Evaluation", "PNRResult", "evaluate", "pnr"]
 
@@ -136,6 +141,10 @@ def evaluate(
     >>> ev.aggregate
     {'pnr': 3.0, 'pnr_macro': 2.0, 'mrr': 1.0, 'concordant': 3, 'discordant': 1, 'ties': 0, 'queries': 2, 'queries_without_discordant': 1}
     """
+    import polars as pl
+
+    from rerank.grouping import group_queries
+
     names = list(dict.fromkeys(measures))
     if not names:
         raise input_error(None, "no measures requested")
