@@ -575,17 +575,23 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
             )
         evaluated.setdefault(model_dir, name)
 
+    # Figure-3 references: teacher and rekindled student on the rows the curves measure
+    references = {}
+    if c.figure_proxy == "zero-shot" and eval_path:
+        from rerank.evaluation import evaluate_files
+
+        for name in ("teacher", "rekindled"):
+            scores = out / "eval" / f"{_slug(name)}-eval" / "scores.parquet"
+            rep = evaluate_files(eval_path, scores, measures=["pnr"], unmatched="drop")
+            references[f"{name} after fine-tune"] = float(rep.aggregate["pnr"])
+
     report = {
         "name": c.name,
         "results": results,
         "models": models,
         "pretraining": curves,
         "pretraining_proxy": proxy,
-        "references": {
-            "teacher (eval PNR)": results["teacher"]["eval"]["pnr"],
-        }
-        if c.figure_proxy == "zero-shot"
-        else {},
+        "references": references,
         "timings": stages.timings,
         "stages_run": stages.ran,
         "notes": notes,

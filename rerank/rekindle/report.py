@@ -81,11 +81,13 @@ def plot_results(
             bars = ax.bar(xs, values, width, label=MODEL_LABELS.get(m, m))
             ax.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90, padding=2)
         ax.set_xticks(range(len(splits)), splits)
-        ax.set_title(measure)
-        if lows:
-            ax.set_ylim(max(0.0, min(lows) - 0.1), min(1.0, max(lows) + 0.08))
-    axes[0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+        ax.set_title(measure + (" (concordant / discordant pairs)" if measure == "pnr" else ""))
+        if lows:  # PNR is unbounded above; nDCG lies in [0, 1]
+            top = max(lows) * 1.12
+            ax.set_ylim(0.0, top if measure == "pnr" else min(1.0, top))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(models), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
@@ -119,6 +121,9 @@ def plot_pretraining(
             va="bottom",
             color="grey",
         )
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("expert-guided pre-training step")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
