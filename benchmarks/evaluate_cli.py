@@ -1,10 +1,12 @@
 """``rerank evaluate`` end to end on 11M rows, against polars + NumPy in the same run.
 
-Run: ``.venv/bin/python benchmarks/evaluate_cli.py [--rows N] [--queries N] [--repeat N]``
+Run: ``.venv/bin/python benchmarks/evaluate_cli.py [--rows N] [--queries N] [--repeat N]
+[--scores-order reversed|same]``
 
 Writes two Parquet files shaped like benchmarks/pnr.py's ``large`` data: judgments
-(``query_id, doc_id, label``) and scores (``query_id, doc_id, score``, the rows of each
-query in reverse order, so that the join has work to do). Then times
+(``query_id, doc_id, label``) and scores (``query_id, doc_id, score``; by default the rows
+of each query in reverse order, so that the join has work to do; ``--scores-order same``
+keeps the judgments' order, as ``rerank score`` writes it). Then times
 
 - the CLI: ``rerank evaluate --data L --scores S --metrics pnr --json`` as a subprocess
   (interpreter start, imports, reading, validation, join, PNR), after one untimed run that
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -36,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pnr import cpu_model, make_data, pnr_vectorised  # noqa: E402  (benchmarks/pnr.py)
 
 
-def write_files(directory: Path, n_queries: int, n_rows: int) -> tuple[Path, Path]:
+def write_files(directory: Path, n_queries: int, n_rows: int, order: str) -> tuple[Path, Path, int]:
     offsets, labels, scores = make_data(n_queries, n_rows)
     n = int(offsets[-1])
     sizes = np.diff(offsets)
@@ -44,9 +47,11 @@ def write_files(directory: Path, n_queries: int, n_rows: int) -> tuple[Path, Pat
     query_ids = pl.Series("query_id", [f"q{q:06d}" for q in range(n_queries)])[query]
     doc_ids = pl.Series("doc_id", np.arange(n)).cast(pl.String).str.pad_start(9, "0")
     labeled = pl.DataFrame({"query_id": query_ids, "doc_id": "d" + doc_ids, "label": labels})
-    # reverse the rows within each query: last row of the query first
-    within = np.arange(n) - np.repeat(offsets[:-1], sizes)
-    order = np.repeat(offsets[:-1], sizes) + (np.repeat(sizes, sizes) - 1 - within)
+    if order == "reversed":  # the rows of each query in reverse order
+        within = np.arange(n) - np.repeat(offsets[:-1], sizes)
+        order = np.repeat(offsets[:-1], sizes) + (np.repeat(sizes, sizes) - 1 - within)
+    else:  # the judgments' order, as `rerank score` writes it
+        order = np.arange(n)
     scored = pl.DataFrame(
         {
             "query_id": labeled["query_id"].gather(order),
@@ -58,10 +63,11 @@ def write_files(directory: Path, n_queries: int, n_rows: int) -> tuple[Path, Pat
     labeled_path, scored_path = directory / "labeled.parquet", directory / "scores.parquet"
     labeled.write_parquet(labeled_path)
     scored.write_parquet(scored_path)
-    return labeled_path, scored_path
+    return labeled_path, scored_path, n
 
 
-def run_cli(labeled: Path, scored: Path) -> tuple[float, dict]:
+def run_cli(labeled: Path, scored: Path) -> tuple[float, float, dict]:
+    """Wall seconds, CPU seconds (user + system of the child) and the printed JSON."""
     command = [
         str(ROOT / ".venv" / "bin" / "rerank"),
         "evaluate",
@@ -73,9 +79,13 @@ def run_cli(labeled: Path, scored: Path) -> tuple[float, dict]:
         "pnr",
         "--json",
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
-    return time.perf_counter() - start, json.loads(out.stdout)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, json.loads(out.stdout)
 
 
 def baseline(labeled: Path, scored: Path) -> dict:
@@ -101,37 +111,48 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=11_000_000)
     parser.add_argument("--queries", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs; the minimum counts")
+    parser.add_argument(
+        "--scores-order",
+        choices=("reversed", "same"),
+        default="reversed",
+        help="rows of the scores file: each query reversed (default) or as in the judgments",
+    )
     args = parser.parse_args()
 
     print(f"machine: {os.cpu_count()} cores ({cpu_model()})")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
-        labeled, scored = write_files(Path(tmp), args.queries, args.rows)
+        labeled, scored, n = write_files(Path(tmp), args.queries, args.rows, args.scores_order)
         mb = (labeled.stat().st_size + scored.stat().st_size) / 2**20
-        first, cli = run_cli(labeled, scored)  # untimed for the comparison: fills the cache
+        first, _, cli = run_cli(labeled, scored)  # untimed for the comparison: fills the cache
         base = baseline(labeled, scored)
         for key in ("concordant", "discordant", "ties"):
             if cli[key] != base[key]:
                 raise SystemExit(f"CLI and baseline disagree on {key}: {cli[key]} != {base[key]}")
-        t_cli = min(run_cli(labeled, scored)[0] for _ in range(args.repeat))
-        t_base = float("inf")
+        runs = [run_cli(labeled, scored) for _ in range(args.repeat)]
+        t_cli, c_cli = min(r[0] for r in runs), min(r[1] for r in runs)
+        t_base = c_base = float("inf")
         for _ in range(args.repeat):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             baseline(labeled, scored)
             t_base = min(t_base, time.perf_counter() - start)
+            c_base = min(c_base, time.process_time() - start_cpu)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
     print(
-        "| rows | queries | Parquet (MiB) | rerank evaluate (s) | polars + NumPy (b) (s) | ratio |"
+        "| rows | queries | scores order | Parquet (MiB) | clock | rerank evaluate (s) "
+        "| polars + NumPy (b) (s) | baseline/CLI |"
     )
-    print("|---:|---:|---:|---:|---:|---:|")
-    print(
-        f"| {args.rows:,} | {args.queries:,} | {mb:.0f} | {t_cli:.2f} | {t_base:.2f} "
-        f"| {t_base / t_cli:.2f}x |"
-    )
+    print("|---:|---:|---|---:|---|---:|---:|---:|")
+    for clock, t, b in (("wall", t_cli, t_base), ("CPU", c_cli, c_base)):
+        print(
+            f"| {n:,} | {args.queries:,} | {args.scores_order} | {mb:.0f} | {clock} | {t:.2f} "
+            f"| {b:.2f} | {b / t:.2f}x |"
+        )
     print(
         f"\nBoth found concordant={cli['concordant']:,} discordant={cli['discordant']:,} "
         f"ties={cli['ties']:,} (pnr {cli['pnr']:.4f}). First CLI run (may compile the "
-        f"numba kernel for this dtype): {first:.2f} s. Best of {args.repeat}."
+        f"numba kernels): {first:.2f} s wall. Minimum of {args.repeat} runs; CLI CPU is user + "
+        "system time of the subprocess, baseline CPU the process time of this one."
     )
 
 
