@@ -199,3 +199,12 @@ def test_rekindle_cli(setup, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "objective.0.target: expected one of teacher:t1" in err and len(err.splitlines()) == 1
+
+
+def test_mlm_only_variant_trains_without_teacher_targets(setup, tmp_path):
+    cfg = ablate(config(setup, tmp_path / "mlm", "train.steps=2"), "mlm")
+    result = pretrain(cfg)
+    assert result.train.finished
+    records = [r for r in log_records(tmp_path / "mlm") if "loss" in r]
+    assert set(k for k in records[-1] if k.startswith("loss/")) == {"loss/0:mlm"}
+    assert (result.train.final_dir / "rerank_mlm_head.safetensors").is_file()
