@@ -36,16 +36,23 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import torch
 
 from rerank import checkpoint as ckpt
-from rerank.batching import Batch, GroupBatcher, GroupedData, Transform, pad_rows
+from rerank._train_setup import (
+    build_model,
+    evaluate_ranking,
+    init_distributed,
+    make_optimizer,
+    read_train_frame,
+    use_bf16,
+)
+from rerank.batching import Batch, GroupBatcher, GroupedData, Transform
 from rerank.config import Config, to_toml, validate, write_config
 from rerank.errors import RerankError
 from rerank.losses import LOSSES
@@ -99,120 +106,6 @@ def lr_at(
     return lr_min + (lr_max - lr_min) * max(0.0, 1.0 - progress) ** power
 
 
-# -- setup ------------------------------------------------------------------------------
-
-
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    local_world: int = 1
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    owns_group: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-
-def _init_distributed() -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", local) if cuda else torch.device("cpu")
-    if world <= 1:
-        return _Dist(device=device)
-    dist = torch.distributed
-    owns = not dist.is_initialized()
-    if owns:
-        dist.init_process_group("nccl" if cuda else "gloo")
-    if cuda:
-        torch.cuda.set_device(device)
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-    return _Dist(dist.get_rank(), dist.get_world_size(), local_world, device, owns)
-
-
-def _use_bf16(setting: bool | str, device: torch.device) -> bool:
-    if setting != "auto":
-        return bool(setting)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    # Without AVX512-BF16/AMX, CPU bf16 is emulated and slower than fp32.
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
-
-
-def _label_terms(cfg: Config) -> list[int]:
-    return [i for i, t in enumerate(cfg.objective) if t.loss != "mlm" and t.target == "label"]
-
-
-def _read_train_frame(cfg: Config, targets: list[str]) -> pl.DataFrame:
-    from rerank.data import read_pairs
-
-    path = Path(cfg.data.train)
-    frame = read_pairs(path, labels="optional", label_range=tuple(cfg.data.label_range))
-    if "label" in targets and "label" not in frame.columns:
-        i = _label_terms(cfg)[0]
-        raise RerankError(
-            f"{path.name}: the training data has no 'label' column, but objective term {i} "
-            f"('{cfg.objective[i].loss}') trains on labels"
-        )
-    extra = [t for t in targets if t != "label"]
-    if extra:
-        frame = frame.hstack(_read_columns(path, extra, frame.height))
-    return frame
-
-
-def _read_columns(path: Path, names: list[str], height: int) -> pl.DataFrame:
-    """Extra target columns (teacher scores) of a pairs file, in file order."""
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-    if suffix == ".parquet":
-        lazy = pl.scan_parquet(path)
-    elif suffix in (".jsonl", ".jsonl.gz"):
-        lazy = pl.read_ndjson(path).lazy()
-    else:
-        lazy = pl.scan_csv(path, separator="\t", quote_char=None)
-    have = lazy.collect_schema().names()
-    missing = [n for n in names if n not in have]
-    if missing:
-        raise RerankError(
-            f"{path.name}: missing target column(s) {', '.join(map(repr, missing))} "
-            f"(have {', '.join(have)})"
-        )
-    out = lazy.select(pl.col(n).cast(pl.Float64) for n in names).collect().head(height)
-    return out
-
-
-def _build_model(cfg: Config, source: Path, *, mlm: bool) -> Any:
-    from rerank.model import HeadSpec, RerankModel
-
-    heads = {name: HeadSpec(**vars(h)) for name, h in cfg.model.heads.items()}
-    return RerankModel.from_pretrained(
-        source,
-        heads=heads,
-        primary=cfg.model.primary or None,
-        mlm=mlm,
-        num_layers=cfg.model.num_layers or None,
-    )
-
-
-def _optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    # No decay on biases and LayerNorm weights (every parameter with fewer than 2 dims),
-    # as in BERT's and nanoGPT's optimizers.
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.train.lr_max, betas=(0.9, 0.999), eps=1e-8)
-
-
 # -- one step ---------------------------------------------------------------------------
 
 
@@ -257,44 +150,6 @@ def _loss_terms(out: dict, batch: Batch, cfg: Config) -> list[torch.Tensor]:
     return values
 
 
-# -- evaluation -------------------------------------------------------------------------
-
-
-def _evaluate(model: Any, data: GroupedData, cfg: Config, bf16: bool) -> dict[str, float]:
-    from rerank.measures import evaluate
-
-    device = next(model.parameters()).device
-    order = np.argsort(-data.lengths, kind="stable")
-    scores = np.empty(data.n_rows, dtype=np.float32)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-            for start in range(0, len(order), cfg.data.eval_batch_size):
-                rows = order[start : start + cfg.data.eval_batch_size]
-                x = {k: v.to(device) for k, v in pad_rows(data, rows).items()}
-                out = model(
-                    x["input_ids"],
-                    x["attention_mask"],
-                    x.get("token_type_ids"),
-                    heads=(model.primary,),
-                )
-                scores[rows] = out[model.primary].float().cpu().numpy()
-    finally:
-        model.train(was_training)
-    run = pl.DataFrame(
-        {
-            "query_id": np.repeat(np.array(data.query_ids), np.diff(data.group_offsets)),
-            "doc_id": data.doc_ids,
-            "label": data.targets["label"].astype(np.int64),
-            "score": scores.astype(np.float64),
-        }
-    )
-    measures = list(dict.fromkeys(["pnr", "ndcg@10", cfg.train.metric_for_best]))
-    result = evaluate(run, measures)
-    return {k: float(result.aggregate[k]) for k in measures}
-
-
 # -- the loop ---------------------------------------------------------------------------
 
 
@@ -332,7 +187,7 @@ def train(
     cfg = validate(config)
     out_dir = Path(cfg.train.output_dir).resolve()
     cfg.train.output_dir = str(out_dir)
-    dist = _init_distributed()
+    dist = init_distributed()
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
     try:
         if cfg.train.num_threads:
@@ -375,7 +230,7 @@ def _train(
     if not Path(source).is_dir():
         raise RerankError(f"{source}: model directory does not exist")
     if train_frame is None:
-        train_frame = _read_train_frame(cfg, targets)
+        train_frame = read_train_frame(cfg, targets)
     elif "label" in targets and "label" not in train_frame.columns:
         raise RerankError("training frame: no 'label' column, but the objective trains on labels")
     if eval_frame is None and cfg.data.eval:
@@ -387,7 +242,7 @@ def _train(
 
     ckpt.seed_everything(tc.seed)
     mlm = has_mlm if cfg.model.mlm == "auto" else bool(cfg.model.mlm)
-    model = _build_model(cfg, Path(source), mlm=mlm).to(dist.device)
+    model = build_model(cfg, Path(source), mlm=mlm).to(dist.device)
     model.train()
     encoder = model.pair_encoder(
         max_length=cfg.model.max_length, max_first_length=cfg.model.max_query_length
@@ -440,12 +295,12 @@ def _train(
             eval_frame, encoder, targets=["label"], source="eval data"
         )
 
-    bf16 = _use_bf16(tc.bf16, dist.device)
+    bf16 = use_bf16(tc.bf16, dist.device)
     if evaluator is None and eval_data is not None:
-        evaluator = lambda m: _evaluate(m, eval_data, cfg, bf16)  # noqa: E731
+        evaluator = lambda m: evaluate_ranking(m, eval_data, cfg, bf16)  # noqa: E731
     if not dist.main:
         evaluator = None
-    optimizer = _optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg)
     heads = tuple(dict.fromkeys(t.head for t in cfg.objective if LOSSES[t.loss].kind != "mlm"))
     net: Any = model
     if dist.world > 1:
@@ -476,7 +331,7 @@ def _train(
     )
     batches = batcher.iter_from(epoch, position)
     window = {"rows": 0, "tokens": 0, "t": time.perf_counter(), "n": 0}
-    sums = torch.zeros(len(cfg.objective) + 1)
+    sums = torch.zeros(len(cfg.objective) + 1, device=dist.device)  # .item() only when logging
     metrics: dict[str, float] = {}
     autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=bf16)
     stop = total if max_steps_this_run is None else min(total, max_steps_this_run)
@@ -502,10 +357,7 @@ def _train(
                 loss = sum(t.weight * v for t, v in zip(cfg.objective, values, strict=True))
             (loss / tc.grad_accum).backward()
             epoch, position = batch.epoch, batch.position + 1
-            sums += (
-                torch.stack([loss.detach().float(), *(v.detach().float() for v in values)]).cpu()
-                / tc.grad_accum
-            )
+            sums += torch.stack([loss.detach(), *(v.detach() for v in values)]) / tc.grad_accum
             window["rows"] += batch.n_rows * dist.world
             window["tokens"] += batch.stats["tokens"] * dist.world
         if tc.clip_norm:
@@ -524,6 +376,7 @@ def _train(
             sums.zero_()
             window.update(rows=0, tokens=0, t=time.perf_counter(), n=0)
         if evaluator is not None and ((tc.eval_every and step % tc.eval_every == 0) or last):
+            t_eval = time.perf_counter()
             metrics = evaluator(model)
             value = metrics[tc.metric_for_best]
             improved = best["value"] is None or value > best["value"]
@@ -534,7 +387,7 @@ def _train(
                 out_dir / "log.jsonl", {"step": step, "eval": metrics, "best": improved}
             )
             bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-            window["t"] = time.perf_counter()  # evaluation time is not training throughput
+            window["t"] += time.perf_counter() - t_eval  # not training throughput
         if tc.save_every and (step % tc.save_every == 0 or last):
             if dist.main:
                 ckpt.save(
@@ -579,9 +432,10 @@ def _log_record(step, lr, sums, window, cfg, dist, epoch) -> dict[str, Any]:
         sums /= dist.world
     n = max(1, window["n"])
     seconds = max(time.perf_counter() - window["t"], 1e-9)
-    record: dict[str, Any] = {"step": step, "epoch": epoch, "lr": lr, "loss": float(sums[0]) / n}
+    values = (sums / n).tolist()
+    record: dict[str, Any] = {"step": step, "epoch": epoch, "lr": lr, "loss": values[0]}
     for i, term in enumerate(cfg.objective):
-        record[f"loss/{i}:{term.loss}"] = float(sums[i + 1]) / n
+        record[f"loss/{i}:{term.loss}"] = values[i + 1]
     record["pairs_per_s"] = window["rows"] / seconds
     record["tokens_per_s"] = window["tokens"] / seconds
     return record

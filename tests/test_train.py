@@ -323,7 +323,7 @@ def test_ddp_two_processes_on_cpu(tiny_model_dir, train_file, tmp_path):
         "train.progress=false", "train.log_every=1", "train.save_every=3",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     results = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
     assert len(results) == 2 and all(r["steps"] == 3 for r in results)

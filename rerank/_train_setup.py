@@ -1,0 +1,177 @@
+"""Set-up pieces of the training loop: processes, precision, data, model, optimizer, eval.
+
+Kept apart from :mod:`rerank.train` so that the loop itself reads top-down in one file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from rerank.batching import GroupedData, pad_rows
+from rerank.config import Config
+from rerank.errors import RerankError
+
+__all__ = [
+    "Dist",
+    "build_model",
+    "evaluate_ranking",
+    "init_distributed",
+    "make_optimizer",
+    "read_train_frame",
+    "use_bf16",
+]
+
+# -- setup ------------------------------------------------------------------------------
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def init_distributed() -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if world <= 1:
+        return Dist(device=device)
+    dist = torch.distributed
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        torch.cuda.set_device(device)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    return Dist(dist.get_rank(), dist.get_world_size(), local_world, device, owns)
+
+
+def use_bf16(setting: bool | str, device: torch.device) -> bool:
+    if setting != "auto":
+        return bool(setting)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    # Without AVX512-BF16/AMX, CPU bf16 is emulated and slower than fp32.
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
+
+
+def _label_terms(cfg: Config) -> list[int]:
+    return [i for i, t in enumerate(cfg.objective) if t.loss != "mlm" and t.target == "label"]
+
+
+def read_train_frame(cfg: Config, targets: list[str]) -> pl.DataFrame:
+    from rerank.data import read_pairs
+
+    path = Path(cfg.data.train)
+    frame = read_pairs(path, labels="optional", label_range=tuple(cfg.data.label_range))
+    if "label" in targets and "label" not in frame.columns:
+        i = _label_terms(cfg)[0]
+        raise RerankError(
+            f"{path.name}: the training data has no 'label' column, but objective term {i} "
+            f"('{cfg.objective[i].loss}') trains on labels"
+        )
+    extra = [t for t in targets if t != "label"]
+    if extra:
+        frame = frame.hstack(_read_columns(path, extra, frame.height))
+    return frame
+
+
+def _read_columns(path: Path, names: list[str], height: int) -> pl.DataFrame:
+    """Extra target columns (teacher scores) of a pairs file, in file order."""
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    if suffix == ".parquet":
+        lazy = pl.scan_parquet(path)
+    elif suffix in (".jsonl", ".jsonl.gz"):
+        lazy = pl.read_ndjson(path).lazy()
+    else:
+        lazy = pl.scan_csv(path, separator="\t", quote_char=None)
+    have = lazy.collect_schema().names()
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise RerankError(
+            f"{path.name}: missing target column(s) {', '.join(map(repr, missing))} "
+            f"(have {', '.join(have)})"
+        )
+    out = lazy.select(pl.col(n).cast(pl.Float64) for n in names).collect().head(height)
+    return out
+
+
+def build_model(cfg: Config, source: Path, *, mlm: bool) -> Any:
+    from rerank.model import HeadSpec, RerankModel
+
+    heads = {name: HeadSpec(**vars(h)) for name, h in cfg.model.heads.items()}
+    return RerankModel.from_pretrained(
+        source,
+        heads=heads,
+        primary=cfg.model.primary or None,
+        mlm=mlm,
+        num_layers=cfg.model.num_layers or None,
+    )
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    # No decay on biases and LayerNorm weights (every parameter with fewer than 2 dims),
+    # as in BERT's and nanoGPT's optimizers.
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.train.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.train.lr_max, betas=(0.9, 0.999), eps=1e-8)
+
+
+def evaluate_ranking(model: Any, data: GroupedData, cfg: Config, bf16: bool) -> dict[str, float]:
+    from rerank.measures import evaluate
+
+    device = next(model.parameters()).device
+    order = np.argsort(-data.lengths, kind="stable")
+    scores = np.empty(data.n_rows, dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            for start in range(0, len(order), cfg.data.eval_batch_size):
+                rows = order[start : start + cfg.data.eval_batch_size]
+                x = {k: v.to(device) for k, v in pad_rows(data, rows).items()}
+                out = model(
+                    x["input_ids"],
+                    x["attention_mask"],
+                    x.get("token_type_ids"),
+                    heads=(model.primary,),
+                )
+                scores[rows] = out[model.primary].float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    run = pl.DataFrame(
+        {
+            "query_id": np.repeat(np.array(data.query_ids), np.diff(data.group_offsets)),
+            "doc_id": data.doc_ids,
+            "label": data.targets["label"].astype(np.int64),
+            "score": scores.astype(np.float64),
+        }
+    )
+    measures = list(dict.fromkeys(["pnr", "ndcg@10", cfg.train.metric_for_best]))
+    result = evaluate(run, measures)
+    return {k: float(result.aggregate[k]) for k in measures}
