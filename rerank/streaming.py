@@ -232,8 +232,8 @@ def stream_scores(
                     table.write_parquet(part_path(parts_dir, shards.rank, offset))
         except RerankError as err:
             error = str(err)
-        except Exception:
-            if shards.world == 1:
+        except BaseException as err:
+            if shards.world == 1 or not isinstance(err, Exception):
                 shutil.rmtree(parts_dir, ignore_errors=True)
                 raise
             log.exception("rank %d failed while scoring", shards.rank)
