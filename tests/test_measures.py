@@ -185,3 +185,31 @@ def test_json_and_table_output():
         "ndcg@10        inf",
         "ties       12",
     ]
+
+
+def test_matches_ir_measures_on_its_own_inputs():
+    import ir_measures
+
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pl.DataFrame(
+        {
+            "query_id": [f"q{q}" for q in rng.integers(0, 12, n)],  # interleaved queries
+            "doc_id": [f"d{i}" for i in range(n)],
+            "label": rng.integers(0, 4, n),
+            "score": np.round(rng.standard_normal(n), 1),  # with ties
+        }
+    )
+    names = {"ndcg@10": "nDCG@10", "map": "AP", "mrr": "RR", "p@5": "P@5", "AP(rel=2)": "AP(rel=2)"}
+    ev = evaluate(frame, list(names), per_query=True)
+    qrels = [ir_measures.Qrel(q, d, int(y)) for q, d, y, _ in frame.iter_rows()]
+    run = [ir_measures.ScoredDoc(q, d, float(s)) for q, d, _, s in frame.iter_rows()]
+    measures = [ir_measures.parse_measure(m) for m in names.values()]
+    expected = ir_measures.calc_aggregate(measures, qrels, run)
+    for name, measure in zip(names, measures, strict=True):
+        assert ev.aggregate[name] == pytest.approx(expected[measure], abs=1e-12)
+    per_query = {
+        (m.query_id, str(m.measure)): m.value for m in ir_measures.iter_calc(measures, qrels, run)
+    }
+    for row in ev.per_query.iter_rows(named=True):
+        assert row["ndcg@10"] == pytest.approx(per_query[(row["query_id"], "nDCG@10")], abs=1e-12)
