@@ -131,16 +131,11 @@ def pnr_vectorised(offsets, labels, scores):
         at = np.flatnonzero(y == label)
         conc_doc[at] = cum[tie_start[at]] - cum[query_start[at]]
     conc = np.add.reduceat(conc_doc, offsets[:-1])
-    # ties: within each run of equal scores, pairs with different labels
+    # ties at j: docs with the same score and a lower label; within a run of equal scores the
+    # labels ascend, so they are the docs between the run's start and j's (score, label) run
     full_starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-    full_len = np.diff(np.append(full_starts, n))
-    tie_len = np.diff(np.append(tie_starts, n))
-    tie_query = (group[tie_starts] >> np.uint64(32)).astype(np.int64)
-    full_query = (key[full_starts] >> np.uint64(40)).astype(np.int64)
-    ties = (
-        np.bincount(tie_query, tie_len.astype(np.float64) ** 2, n_queries)
-        - np.bincount(full_query, full_len.astype(np.float64) ** 2, n_queries)
-    ).astype(np.int64) // 2
+    full_start = np.repeat(full_starts, np.diff(np.append(full_starts, n)))
+    ties = np.add.reduceat(full_start - tie_start, offsets[:-1])
     # all label pairs per query: (n^2 - sum_l n_l^2) / 2
     per_label = np.bincount(query.astype(np.int64) * n_labels + y, minlength=n_queries * n_labels)
     same = (per_label.reshape(n_queries, n_labels).astype(np.int64) ** 2).sum(axis=1)
