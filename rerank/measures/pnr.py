@@ -227,9 +227,9 @@ def _ratio(concordant: int, discordant: int) -> float:
 def _ordered_bits(x):
     """uint64 whose unsigned order is the float order (float32 widens exactly to float64)."""
     bits = np.float64(np.float64(x) + 0.0).view(np.int64)  # + 0.0 turns -0.0 into 0.0
-    if bits < 0:
-        return ~np.uint64(bits)
-    return np.uint64(bits) | np.uint64(0x8000000000000000)
+    # Negatives: flip every bit; others: set the sign bit. Branch-free (signs are random).
+    flip = (bits >> np.int64(63)) | np.int64(-0x8000000000000000)
+    return np.uint64(bits ^ flip)
 
 
 @njit(cache=True)
