@@ -51,6 +51,7 @@ from rerank._train_setup import (
     make_optimizer,
     read_train_frame,
     use_bf16,
+    use_fp32_cpu_attention,
 )
 from rerank.batching import Batch, GroupBatcher, GroupedData, Transform
 from rerank.config import Config, to_toml, validate, write_config
@@ -296,6 +297,8 @@ def _train(
         )
 
     bf16 = use_bf16(tc.bf16, dist.device)
+    if bf16 and dist.device.type == "cpu":
+        use_fp32_cpu_attention(model)
     if evaluator is None and eval_data is not None:
         evaluator = lambda m: evaluate_ranking(m, eval_data, cfg, bf16)  # noqa: E731
     if not dist.main:

@@ -118,6 +118,38 @@ def test_two_steps_change_the_scores_and_write_outputs(tiny_model_dir, train_fil
     assert f'path = "{tiny_model_dir}"' in saved and "steps = 2" in saved
 
 
+def test_bf16_cpu_training_saves_a_plain_hf_model(tiny_model_dir, train_file, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    cfg = tiny_config(
+        tiny_model_dir, train_file, tmp_path / "run", "train.steps=1", "train.bf16=true"
+    )
+    result = train(cfg)
+    config = json.loads((result.final_dir / "config.json").read_text())
+    assert not any("attn" in key for key in config)  # the fp32-attention switch is not saved
+    model = AutoModelForSequenceClassification.from_pretrained(str(result.final_dir))
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_fp32_attention_under_cpu_bf16_autocast_matches_sdpa(tiny_model_dir):
+    from rerank._train_setup import use_fp32_cpu_attention
+    from rerank.model import RerankModel
+
+    torch.manual_seed(0)
+    model = RerankModel.from_pretrained(tiny_model_dir).eval()
+    x = {
+        "input_ids": torch.randint(5, 300, (3, 12)),
+        "attention_mask": torch.ones(3, 12, dtype=torch.long),
+    }
+    x["attention_mask"][0, 8:] = 0
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        before = model(**x)["score"]
+        assert use_fp32_cpu_attention(model)
+        after = model(**x)["score"]
+    assert model.encoder.config._attn_implementation == "rerank_sdpa_fp32"
+    assert torch.allclose(before, after, atol=0.05)
+
+
 def test_resume_after_interruption_gives_identical_weights(tiny_model_dir, train_file, tmp_path):
     # dropout on (the tiny BERT's default 0.1), so exactness needs the restored RNG story
     common = ("train.steps=6", "train.save_every=2", "train.warmup_steps=2")
