@@ -358,6 +358,11 @@ class GroupBatcher:
         while True:
             plan = self.plan(epoch)
             per_rank = len(plan) // self.world_size
+            if per_rank == 0:
+                raise RerankError(
+                    f"training data: {len(plan)} batch(es) an epoch, fewer than the "
+                    f"{self.world_size} processes; lower data.groups_per_batch"
+                )
             for k in range(position, per_rank):
                 serial = epoch * 10_000_019 + k * self.world_size + self.rank
                 yield self.collate(plan[k * self.world_size + self.rank], epoch, k, serial)

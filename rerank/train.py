@@ -296,6 +296,16 @@ def _train(
             eval_frame, encoder, targets=["label"], source="eval data"
         )
 
+    if (
+        evaluator is None
+        and eval_data is not None
+        and tc.metric_for_best not in ("pnr", "pnr_macro")
+    ):
+        from rerank.measures.ir import parse_measure
+
+        parse_measure(tc.metric_for_best)  # an unknown name fails now, not after training
+    if tc.eval_every and eval_frame is None and evaluator is None and dist.main:
+        log.warning("train.eval_every is set but there is no eval data (data.eval): no evaluation")
     bf16 = use_bf16(tc.bf16, dist.device)
     if bf16 and dist.device.type == "cpu":
         use_fp32_cpu_attention(model)
@@ -313,6 +323,11 @@ def _train(
     step, epoch, position = 0, 0, 0
     best: dict[str, Any] = {"value": None, "step": None}
     if state is not None:
+        if state.get("world", 1) != dist.world:
+            raise RerankError(
+                f"{out_dir}: the checkpoint was written by {state.get('world', 1)} process(es); "
+                f"resume it with as many (the data position is per process), not {dist.world}"
+            )
         optimizer.load_state_dict(ckpt.load_optimizer(out_dir))
         ckpt.restore_rng(out_dir, state)
         step, epoch, position = state["step"], state["epoch"], state["position"]
@@ -402,6 +417,7 @@ def _train(
                         "epoch": epoch,
                         "position": position,
                         "best": best,
+                        "world": dist.world,
                         "config": to_toml(cfg),
                     },
                 )

@@ -173,6 +173,28 @@ def test_resume_after_interruption_gives_identical_weights(tiny_model_dir, train
     assert log == [1, 2, 3, 4, 5, 6]  # the lost step's line was dropped on resume
 
 
+def test_evaluation_selects_the_best_checkpoint(tiny_model_dir, train_file, tmp_path):
+    cfg = tiny_config(
+        tiny_model_dir, train_file, tmp_path / "run", "train.eval_every=2", "train.log_every=2"
+    )
+    result = train(cfg, eval_frame=make_frame(4, 5, seed=3))
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    evals = [x for x in lines if "eval" in x]
+    assert [x["step"] for x in evals] == [2, 4]
+    assert set(evals[0]["eval"]) == {"pnr", "ndcg@10"}
+    best = max(evals, key=lambda x: x["eval"]["pnr"])  # first one on ties
+    assert result.best_step == best["step"] and result.best_metric == best["eval"]["pnr"]
+    assert result.metrics == evals[-1]["eval"]
+    assert (result.best_dir / "config.json").is_file()
+
+
+def test_unknown_metric_for_best_fails_before_training(tiny_model_dir, train_file, tmp_path):
+    cfg = tiny_config(tiny_model_dir, train_file, tmp_path / "run", "train.metric_for_best=ndgc@10")
+    with pytest.raises(RerankError, match="ndgc@10"):
+        train(cfg, eval_frame=make_frame(2, 3))
+    assert not (tmp_path / "run" / "log.jsonl").exists()
+
+
 def test_existing_checkpoint_without_resume_is_refused(tiny_model_dir, train_file, tmp_path):
     cfg = tiny_config(
         tiny_model_dir, train_file, tmp_path / "run", "train.steps=1", "train.save_every=1"
