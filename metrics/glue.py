@@ -26,7 +26,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = {"teacher": "teacher", "student": "rekindled (UEGP)", "multi": "multi-teacher (MoEGP)"}
+MODELS = {
+    "teacher": "teacher",
+    "longer": "teacher, equal steps",
+    "student": "rekindled (UEGP)",
+    "multi": "multi-teacher (MoEGP)",
+}
 
 
 def git(*args: str) -> str:

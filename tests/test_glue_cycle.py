@@ -25,7 +25,9 @@ DOCS = [
 ]
 
 
-def write_cycle(tmp_path: Path, model: Path, *, tasks: list[str], multi: bool) -> Path:
+def write_cycle(
+    tmp_path: Path, model: Path, *, tasks: list[str], multi: bool, longer: bool = False
+) -> Path:
     data = write_glue(tmp_path / "glue", n=12)
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in DOCS))
     common = (
@@ -41,6 +43,7 @@ def write_cycle(tmp_path: Path, model: Path, *, tasks: list[str], multi: bool) -
     path.write_text(
         f'[cycle]\nname = "tiny"\noutput_dir = "out"\ntasks = {json.dumps(tasks)}\n'
         f'data_dir = "{data}"\nseeds = [1]\nmulti_teacher = {str(multi).lower()}\n'
+        f"equal_steps_baseline = {str(longer).lower()}\n"
         '[pairs]\ncorpus = "docs.jsonl"\n'
         '[finetune]\nconfig = "finetune.toml"\n'
         f'[pretrain]\nconfig = "rekindle.toml"\nstudent = "{model}"\n'
@@ -49,18 +52,31 @@ def write_cycle(tmp_path: Path, model: Path, *, tasks: list[str], multi: bool) -
 
 
 def test_stsb_cycle_reports_teacher_and_rekindled_spearman(tiny_model_dir, tmp_path, capsys):
-    path = write_cycle(tmp_path, tiny_model_dir, tasks=["stsb"], multi=False)
+    path = write_cycle(tmp_path, tiny_model_dir, tasks=["stsb"], multi=False, longer=True)
     assert main(["glue", "cycle", "--config", str(path)]) == 0
     out = tmp_path / "out"
     report = json.loads((out / "report.json").read_text())
     rows = [(r["task"], r["model"], r["split"]) for r in report["table"]]
-    assert rows == [("stsb", "teacher", "dev"), ("stsb", "rekindled", "dev")]
+    assert rows == [
+        ("stsb", "teacher", "dev"),
+        ("stsb", "teacher (equal steps)", "dev"),
+        ("stsb", "rekindled", "dev"),
+    ]
     assert set(report["table"][0]) >= {"spearman", "pearson"}
     assert report["table"][0]["spearman"]["n"] == 1
     assert "| stsb | dev | teacher | spearman" in capsys.readouterr().out
     assert (out / "report.md").read_text() == format_markdown(report)
     stages = sorted(p.parent.name for p in out.rglob("done.json"))
-    assert stages == ["pairs", "rekindle-stsb", "scores", "student-stsb", "teacher-stsb"]
+    assert stages == [
+        "longer-stsb",
+        "pairs",
+        "rekindle-stsb",
+        "scores",
+        "student-stsb",
+        "teacher-stsb",
+    ]
+    longer = json.loads((out / "seed-1" / "longer-stsb" / "done.json").read_text())
+    assert longer["result"]["steps"] == 2  # 1 fine-tune step + 1 pre-training step
     # a re-run skips every stage and reproduces the report
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("done.json")}
     assert run_cycle(load_cycle(path))["table"] == report["table"]

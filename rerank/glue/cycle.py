@@ -16,6 +16,9 @@ stage (directory)          what it does
 ``seed-S/rekindle-multi/`` with ``cycle.multi_teacher``: MoEGP, one head per task, the
                            sum of every teacher's KD loss + MLM
 ``seed-S/multi-T/``        the multi-teacher student fine-tuned on T (its head T)
+``seed-S/longer-T/``       with ``cycle.equal_steps_baseline``: the teacher's recipe run for
+                           as many optimizer steps as pre-training + fine-tuning of the
+                           rekindled student together (a control: is a gain more steps?)
 ``report.json``, ``.md``   dev (and labeled test) metrics of every model, mean and
                            standard deviation over the seeds
 =========================  =============================================================
@@ -51,7 +54,7 @@ __all__ = ["GlueCycleConfig", "load_cycle", "run_cycle"]
 log = logging.getLogger(__name__)
 
 DONE = "done.json"
-MODELS = ("teacher", "rekindled", "multi-teacher")
+MODELS = ("teacher", "teacher (equal steps)", "rekindled", "multi-teacher")
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
@@ -68,6 +71,10 @@ class CycleSection:
     max_train: int = field(default=0, metadata=_help("seeded train subsample per task; 0: all"))
     max_eval: int = field(default=0, metadata=_help("seeded dev subsample per task; 0: all"))
     multi_teacher: bool = field(default=False, metadata=_help("also MoEGP across the tasks"))
+    equal_steps_baseline: bool = field(
+        default=False,
+        metadata=_help("also fine-tune the teacher for pre-training + fine-tuning steps"),
+    )
     num_threads: int = field(default=0, metadata=_help("torch CPU threads; 0: automatic"))
 
 
@@ -284,6 +291,18 @@ def run_cycle(cfg: GlueCycleConfig) -> dict[str, Any]:
                 run.objective = [LossTerm(loss="task", head=t.name)]
                 res = _stage(f"multi {t.name}", where, lambda run=run, t=t: _finetune(run, t))
                 results[t.name]["multi-teacher"][str(seed)] = res
+        if c.equal_steps_baseline:
+            extra = _pretrain_config(cfg, {}, root, seed, pairs, store).train.steps
+            for t in tasks:
+                where = root / f"longer-{t.name}"
+                run = _recipe(cfg, t, where, seed, None)
+                if not run.train.steps:
+                    raise RerankError(
+                        "equal_steps_baseline needs train.steps in the fine-tune recipe"
+                    )
+                run.train.steps += extra
+                res = _stage(f"longer {t.name}", where, lambda run=run, t=t: _finetune(run, t))
+                results[t.name]["teacher (equal steps)"][str(seed)] = res
     report = _report(cfg, tasks, results)
     _write_report(out, report)
     return report
@@ -337,7 +356,9 @@ def format_markdown(report: dict[str, Any]) -> str:
     ]
     for row in report["table"]:
         cells = [
-            f"{k} {v['mean']:.4f} ± {v['sd']:.4f}" for k, v in row.items() if isinstance(v, dict)
+            f"{k} {v['mean']:.4f}" + (f" ± {v['sd']:.4f}" if v["n"] > 1 else "")
+            for k, v in row.items()
+            if isinstance(v, dict)
         ]
         lines.append(f"| {row['task']} | {row['split']} | {row['model']} | {'; '.join(cells)} |")
     return "\n".join(lines) + "\n"
