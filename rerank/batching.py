@@ -202,7 +202,13 @@ class Batch:
         return values[self.index]
 
     def to(self, device: torch.device | str) -> Batch:
-        move = {k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}
+        """A copy on ``device``; inputs that are one tensor stay one tensor (MLM sharing)."""
+        moved: dict[int, torch.Tensor] = {}
+        move = {}
+        for k, v in self.inputs.items():
+            if id(v) not in moved:
+                moved[id(v)] = v.to(device, non_blocking=True)
+            move[k] = moved[id(v)]
         targets = {k: v.to(device, non_blocking=True) for k, v in self.targets.items()}
         return Batch(
             move,

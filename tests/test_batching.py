@@ -219,3 +219,16 @@ def test_transform_hook_sees_every_collated_batch_with_a_stable_serial(encoder):
         )
     )
     assert calls[0] == calls[1]
+
+
+def test_moving_a_batch_keeps_shared_inputs_shared(encoder):
+    data = GroupedData.from_frame(make_frame([2, 3]), encoder, targets=["label"])
+
+    def share(inputs, *, step):  # what MLM masking in one pass does
+        return {**inputs, "mlm_input_ids": inputs["input_ids"]}
+
+    batch = next(GroupBatcher(data, list_size=4, groups_per_batch=2, transform=share).iter_from())
+    moved = batch.to("meta")
+    assert moved.inputs["input_ids"].device.type == "meta"
+    assert moved.inputs["mlm_input_ids"] is moved.inputs["input_ids"]
+    assert moved.inputs["attention_mask"] is not moved.inputs["input_ids"]
