@@ -151,13 +151,36 @@ def build_model(cfg: Config, source: Path, *, mlm: bool) -> Any:
     from rerank.model import HeadSpec, RerankModel
 
     heads = {name: HeadSpec(**vars(h)) for name, h in cfg.model.heads.items()}
-    return RerankModel.from_pretrained(
+    model = RerankModel.from_pretrained(
         source,
         heads=heads,
         primary=cfg.model.primary or None,
         mlm=mlm,
         num_layers=cfg.model.num_layers or None,
     )
+    p = cfg.model.attention_dropout
+    if p >= 0 and not set_attention_dropout(model.encoder, p):
+        raise RerankError(
+            f"model.attention_dropout: no self-attention dropout found in "
+            f"{type(model.encoder).__name__}; leave it at -1"
+        )
+    return model
+
+
+def set_attention_dropout(encoder: Any, p: float) -> int:
+    """Set the attention-probability dropout of every self-attention module; returns how many.
+
+    Hugging Face attention modules (BERT, RoBERTa, ELECTRA, ...) pass ``self.dropout.p``
+    to their attention kernel while training. The saved config is left as it was.
+    """
+    count = 0
+    for module in encoder.modules():
+        if type(module).__name__.endswith("SelfAttention") and isinstance(
+            getattr(module, "dropout", None), torch.nn.Dropout
+        ):
+            module.dropout.p = p
+            count += 1
+    return count
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:

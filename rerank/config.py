@@ -84,6 +84,13 @@ class ModelConfig:
         metadata=_help("head name -> spec; the primary head is the HF classifier"),
     )
     primary: str = field(default="", metadata=_help("primary head; empty: the first head"))
+    attention_dropout: float = field(
+        default=-1.0,
+        metadata=_help(
+            "dropout on attention probabilities while training; -1 keeps the checkpoint's "
+            "(BERT: 0.1). 0 trains about 1.5x faster on CPU, where drawing the masks is costly"
+        ),
+    )
     mlm: bool | Literal["auto"] = field(
         default="auto", metadata=_help("attach an MLM head; auto: when the objective has 'mlm'")
     )
@@ -252,6 +259,11 @@ def validate(cfg: Config, *, source: str = "config") -> Config:
         )
     if cfg.train.steps == 0 and cfg.train.epochs <= 0:
         raise RerankError(f"{source}: set 'train.steps' or a positive 'train.epochs'")
+    if not (cfg.model.attention_dropout == -1 or 0.0 <= cfg.model.attention_dropout < 1.0):
+        raise RerankError(
+            f"{source}: key 'model.attention_dropout': expected -1 or a value in [0, 1), "
+            f"got {cfg.model.attention_dropout}"
+        )
     if not 0.0 <= cfg.data.mlm_probability < 1.0:
         raise RerankError(
             f"{source}: key 'data.mlm_probability': expected a value in [0, 1), "

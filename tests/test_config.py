@@ -161,6 +161,7 @@ def test_override_errors(tmp_path, override, message):
         ("data.list_size=0", "key 'data.list_size': expected a positive value, got 0"),
         ("model.primary=cls", "key 'model.primary': 'cls' is not among the heads"),
         ("data.train=", "key 'data.train' is required"),
+        ("model.attention_dropout=1.5", "key 'model.attention_dropout': expected -1 or a value"),
     ],
 )
 def test_validate_errors(tmp_path, override, message):

@@ -150,6 +150,19 @@ def test_fp32_attention_under_cpu_bf16_autocast_matches_sdpa(tiny_model_dir):
     assert torch.allclose(before, after, atol=0.05)
 
 
+def test_attention_dropout_override(tiny_model_dir):
+    from rerank._train_setup import set_attention_dropout
+    from rerank.model import RerankModel
+
+    model = RerankModel.from_pretrained(tiny_model_dir)
+    assert set_attention_dropout(model.encoder, 0.0) == 2  # one per layer
+    probs = {
+        m.dropout.p for m in model.encoder.modules() if type(m).__name__ == "BertSelfAttention"
+    }
+    assert probs == {0.0}
+    assert model.encoder.config.attention_probs_dropout_prob == 0.1  # saved config unchanged
+
+
 def test_resume_after_interruption_gives_identical_weights(tiny_model_dir, train_file, tmp_path):
     # dropout on (the tiny BERT's default 0.1), so exactness needs the restored RNG story
     common = ("train.steps=6", "train.save_every=2", "train.warmup_steps=2")
