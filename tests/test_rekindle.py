@@ -208,3 +208,17 @@ def test_mlm_only_variant_trains_without_teacher_targets(setup, tmp_path):
     records = [r for r in log_records(tmp_path / "mlm") if "loss" in r]
     assert set(k for k in records[-1] if k.startswith("loss/")) == {"loss/0:mlm"}
     assert (result.train.final_dir / "rerank_mlm_head.safetensors").is_file()
+
+
+def test_standardized_targets_keep_order_and_leave_the_store_raw(setup, tmp_path, caplog):
+    from rerank.rekindle.pretrain import _standardized
+
+    caplog.set_level("INFO")
+    cfg = config(setup, tmp_path / "z", "rekindle.standardize=true", "train.steps=1")
+    result = pretrain(cfg)
+    assert result.train.finished and "standardizing teacher:t1" in caplog.text
+    raw = pl.read_parquet(result.store)["teacher:t1"].to_numpy()
+    z = _standardized(result.store, cfg)["teacher:t1"].to_numpy()
+    assert abs(z.mean()) < 1e-9 and abs(z.std(ddof=1) - 1) < 1e-9
+    assert (np.argsort(z) == np.argsort(raw)).all()
+    assert np.allclose(z, (raw - raw.mean()) / raw.std(ddof=1))

@@ -93,6 +93,10 @@ class RekindleSection:
     snapshot_every: int = field(
         default=0, metadata=_help("keep the student's weights every N steps (Figure 3); 0: never")
     )
+    standardize: bool = field(
+        default=False,
+        metadata=_help("train on z-scored teacher columns (mean 0, std 1 over the store)"),
+    )
 
 
 @dataclass
@@ -187,9 +191,10 @@ def pretrain(cfg: RekindleConfig, *, max_steps_this_run: int | None = None) -> P
         max_length=cfg.rekindle.score_max_length or cfg.model.max_length,
     )
     cfg.data.train = str(store)
+    frame = _standardized(store, cfg) if cfg.rekindle.standardize else None
     every = cfg.rekindle.snapshot_every
     if not every:
-        result = train(cfg, max_steps_this_run=max_steps_this_run)
+        result = train(cfg, train_frame=frame, max_steps_this_run=max_steps_this_run)
         return PretrainResult(result, store, built.scored, snapshots(out_dir))
     if cfg.train.save_every == 0 or every % cfg.train.save_every:
         # the slice boundaries must be checkpoints for the next slice to resume from
@@ -200,13 +205,35 @@ def pretrain(cfg: RekindleConfig, *, max_steps_this_run: int | None = None) -> P
         target = (done // every + 1) * every
         if stop_at is not None:
             target = min(target, stop_at)
-        result = train(cfg, max_steps_this_run=target)
+        result = train(cfg, train_frame=frame, max_steps_this_run=target)
         done = result.steps
         if done % every == 0 or result.finished:
             _keep_snapshot(out_dir, done)
         if result.finished or (stop_at is not None and done >= stop_at) or done < target:
             return PretrainResult(result, store, built.scored, snapshots(out_dir))
         cfg.train.resume = True
+
+
+def _standardized(store: Path, cfg: RekindleConfig) -> Any:
+    """The store with every teacher column z-scored (the stored scores stay raw).
+
+    Why: the KD terms' size follows the teacher's score scale, the MLM term's does not. A
+    briefly trained teacher separates documents by a few hundredths, so raw KD terms are
+    ~1e-3 next to an MLM term of ~1 and the update is all MLM. Z-scoring puts every
+    teacher on one scale; ranking is unchanged (an increasing affine map).
+    """
+    import polars as pl
+
+    frame = pl.read_parquet(store)
+    columns = [f"teacher:{name}" for name in cfg.rekindle.teachers]
+    for column in columns:
+        values = frame.get_column(column)
+        mean, std = float(values.mean()), float(values.std() or 0.0)
+        if not std > 0:
+            raise RerankError(f"{store}: column '{column}' is constant; cannot standardize it")
+        log.info("%s: standardizing %s (mean %.4g, std %.4g)", store.name, column, mean, std)
+        frame = frame.with_columns(((pl.col(column) - mean) / std).alias(column))
+    return frame
 
 
 def _checkpoint_step(out_dir: Path) -> int:
