@@ -353,6 +353,7 @@ def _train(
     metrics: dict[str, float] = {}
     autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=bf16)
     stop = total if max_steps_this_run is None else min(total, max_steps_this_run)
+    threads = torch.get_num_threads()
     while step < stop:
         lr = lr_at(
             step,
@@ -396,6 +397,10 @@ def _train(
         if evaluator is not None and ((tc.eval_every and step % tc.eval_every == 0) or last):
             t_eval = time.perf_counter()
             metrics = evaluator(model)
+            # numba's OpenMP layer (the PNR kernels) shares torch's libgomp and resets its
+            # thread count on the way out; without this, training after the first
+            # evaluation silently runs on a different number of threads.
+            torch.set_num_threads(threads)
             value = metrics[tc.metric_for_best]
             improved = best["value"] is None or value > best["value"]
             if improved:

@@ -201,6 +201,23 @@ def test_evaluation_selects_the_best_checkpoint(tiny_model_dir, train_file, tmp_
     assert (result.best_dir / "config.json").is_file()
 
 
+def test_thread_count_survives_an_evaluator_that_changes_it(tiny_model_dir, train_file, tmp_path):
+    # rerank.measures' numba kernels share torch's OpenMP runtime and reset its thread count
+    seen = []
+
+    def spy(inputs, *, step):
+        seen.append(torch.get_num_threads())
+        return inputs
+
+    def evaluator(model):
+        torch.set_num_threads(2)
+        return {"pnr": 1.0}
+
+    cfg = tiny_config(tiny_model_dir, train_file, tmp_path / "run", "train.eval_every=1")
+    train(cfg, transform=spy, evaluator=evaluator)
+    assert seen[:4] == [1, 1, 1, 1]
+
+
 def test_unknown_metric_for_best_fails_before_training(tiny_model_dir, train_file, tmp_path):
     cfg = tiny_config(tiny_model_dir, train_file, tmp_path / "run", "train.metric_for_best=ndgc@10")
     with pytest.raises(RerankError, match="ndgc@10"):
