@@ -9,9 +9,10 @@ Same model, same process, same pairs, same machine:
   Also shown: the same with ``model_kwargs={"dtype": torch.bfloat16}`` (all of the model in
   bf16, head included, so its scores keep about 3 significant digits).
 - ours: :func:`rerank.score.score_frame` (the engine of ``rerank score``) with
-  ``precision="auto"`` (bf16 autocast where the CPU/GPU computes bf16 natively) and the
+  ``precision="auto"`` (bf16 encoder, fp32 head, where the CPU/GPU computes bf16 natively) and the
   same batch size and max length; also with ``precision="fp32"``, to show what batching
-  alone gives, and :func:`rerank.score.score_file` end to end (model load, read, write).
+  alone gives, with ``rerank score``'s default batch size (64), and
+  :func:`rerank.score.score_file` end to end (model load, read, write).
 
 The pairs are the first ``--pairs`` rows of the Cranfield test split (title + abstract,
 about 200 tokens a pair). The machine may be shared: the measurements are interleaved
@@ -97,17 +98,29 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--skip-pnr", action="store_true")
+    ap.add_argument("--skip-pnr", action="store_true", help="speed only")
+    ap.add_argument("--skip-speed", action="store_true", help="bf16-vs-fp32 PNR only")
     args = ap.parse_args()
-
-    from sentence_transformers import CrossEncoder
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
     model_dir, model_name = pick_model(args.model, tmp)
     test = pl.read_parquet(args.data)
+    ours = RerankModel.from_pretrained(model_dir).eval()
+    opts = {"batch_size": args.batch_size, "max_length": args.max_length}
+    print(
+        f"Command: `.venv/bin/python benchmarks/score.py {' '.join(sys.argv[1:])}`".rstrip() + "\n"
+    )
+    if not args.skip_speed:
+        speed(args, model_dir, model_name, test, ours, opts, tmp)
+    if not args.skip_pnr:
+        quality(test, ours, model_name, opts)
+
+
+def speed(args, model_dir, model_name, test, ours, opts, tmp) -> None:
+    from sentence_transformers import CrossEncoder
+
     frame = test.head(args.pairs)
     frame.write_parquet(tmp / "pairs.parquet")
-    ours = RerankModel.from_pretrained(model_dir).eval()
     encoder = ours.pair_encoder(max_length=args.max_length)
     pairs = [
         (q, encoder.join_parts([t, s]))
@@ -124,7 +137,6 @@ def main() -> None:
         model_kwargs={"dtype": torch.bfloat16},
     )
     auto = resolve_precision("auto", torch.device("cpu"))
-    opts = {"batch_size": args.batch_size, "max_length": args.max_length}
 
     runs = {
         "CrossEncoder.predict (fp32)": lambda: ce.predict(
@@ -135,6 +147,9 @@ def main() -> None:
         ),
         f"rerank score_frame ({auto})": lambda: score_frame(ours, frame, precision=auto, **opts),
         "rerank score_frame (fp32)": lambda: score_frame(ours, frame, precision="fp32", **opts),
+        f"rerank score_frame ({auto}, batch 64: the rerank score default)": lambda: score_frame(
+            ours, frame, precision=auto, batch_size=64, max_length=args.max_length
+        ),
         f"rerank score_file ({auto}, end to end)": lambda: score_file(
             model_dir,
             tmp / "pairs.parquet",
@@ -173,9 +188,6 @@ def main() -> None:
     base = best["CrossEncoder.predict (fp32)"]
     print("## Scoring speed: `rerank score` vs `CrossEncoder.predict`\n")
     print(
-        f"Command: `.venv/bin/python benchmarks/score.py {' '.join(sys.argv[1:])}`".rstrip() + "\n"
-    )
-    print(
         f"- machine: {info['nproc']} CPU cores, {info['cpu']}; torch {info['torch']}, {info['torch threads']} threads"
     )
     print(f"- model: {model_name}")
@@ -197,8 +209,8 @@ def main() -> None:
         cpu = best_cpu[name]
         print(f"| {name} | {rate:.1f} | {rate / base:.2f}x | {cpu:.1f} | {cpu / base_cpu:.2f}x |")
 
-    if args.skip_pnr:
-        return
+
+def quality(test: pl.DataFrame, ours: RerankModel, model_name: str, opts: dict) -> None:
     t0 = time.perf_counter()
     fp32 = score_frame(ours, test, precision="fp32", **opts)
     bf16 = score_frame(ours, test, precision="bf16", **opts)
@@ -213,7 +225,8 @@ def main() -> None:
     p32, p16 = pnr(fp32), pnr(bf16)
     corr = float(np.corrcoef(fp32, bf16)[0, 1])
     print(
-        f"\n### bf16 vs fp32 on the whole test split ({test.height} pairs, {test['query_id'].n_unique()} queries; {seconds:.0f}s)\n"
+        f"\n### bf16 vs fp32 on the whole test split ({test.height} pairs, "
+        f"{test['query_id'].n_unique()} queries; {seconds:.0f}s)\n\nModel: {model_name}\n"
     )
     print("| precision | PNR |")
     print("|---|---:|")
