@@ -51,10 +51,11 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
-def run_seed(args: argparse.Namespace, seed: int) -> Path:
+def seed_command(args: argparse.Namespace, seed: int) -> list[str] | None:
+    """The ``rerank cycle`` command of one seed (``None``: finished, nothing to run)."""
     out = Path(args.runs) / f"seed-{seed}"
     if (out / "report.json").is_file() and not args.rerun_report:
-        return out
+        return None
     cmd = [
         str(ROOT / ".venv" / "bin" / "rerank"),
         "cycle",
@@ -69,13 +70,35 @@ def run_seed(args: argparse.Namespace, seed: int) -> Path:
         cmd += ["--set", "cycle.variants=" + json.dumps(VARIANTS)]
     for item in args.set:
         cmd += ["--set", item]
-    out.mkdir(parents=True, exist_ok=True)
-    print(" ".join(cmd), file=sys.stderr, flush=True)
-    start = time.time()
-    with open(out / "cycle.log", "a") as log:
-        subprocess.run(cmd, cwd=ROOT, check=True, stdout=log, stderr=subprocess.STDOUT)
-    print(f"seed {seed}: {time.time() - start:.0f}s", file=sys.stderr, flush=True)
-    return out
+    return cmd
+
+
+def run_seeds(args: argparse.Namespace) -> None:
+    """Run the seeds' cycles, one after the other or (``--parallel``) all at once."""
+    running = []
+    for seed in args.seeds:
+        cmd = seed_command(args, seed)
+        if cmd is None:
+            continue
+        out = Path(args.runs) / f"seed-{seed}"
+        out.mkdir(parents=True, exist_ok=True)
+        print(" ".join(cmd), file=sys.stderr, flush=True)
+        log = open(out / "cycle.log", "a")
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        running.append((seed, proc, log, time.time()))
+        if not args.parallel:
+            _wait(running.pop())
+    for item in running:
+        _wait(item)
+
+
+def _wait(item: tuple) -> None:
+    seed, proc, log, start = item
+    code = proc.wait()
+    log.close()
+    print(f"seed {seed}: exit {code} after {time.time() - start:.0f}s", file=sys.stderr, flush=True)
+    if code:
+        raise SystemExit(f"seed {seed}: rerank cycle failed (see its cycle.log)")
 
 
 def aggregate(reports: dict[int, dict]) -> dict:
@@ -216,15 +239,15 @@ def main() -> int:
     parser.add_argument("--ablation", action="store_true", help="fine-tune kd+mlm, kd and mlm")
     parser.add_argument("--set", action="append", default=[], help="cycle --set override")
     parser.add_argument("--aggregate-only", action="store_true")
+    parser.add_argument("--parallel", action="store_true", help="run the seeds concurrently")
     parser.add_argument("--rerun-report", action="store_true", help="re-run finished cycles")
     parser.add_argument("--note", action="append", default=[], help="a note for the markdown")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     seconds = {}
-    for seed in args.seeds:
-        if not args.aggregate_only:
-            run_seed(args, seed)
+    if not args.aggregate_only:
+        run_seeds(args)
     reports = {}
     for seed in args.seeds:
         path = Path(args.runs) / f"seed-{seed}" / "report.json"
