@@ -213,11 +213,22 @@ def test_killed_cycle_resumes_to_the_same_report(tmp_path):
 
 def test_student_fine_tune_is_the_teacher_recipe_but_the_init(tmp_path):
     from rerank.config import to_toml
-    from rerank.rekindle.cycle import _recipe
+    from rerank.rekindle.stages import finetune_config
 
     cfg = load_cycle(make_cycle(tmp_path))
-    teacher = to_toml(_recipe(cfg, tmp_path / "t", "/models/teacher-init")).splitlines()
-    student = to_toml(_recipe(cfg, tmp_path / "s", "/runs/pretrain/final")).splitlines()
+    teacher = to_toml(finetune_config(cfg, tmp_path / "t", "/models/teacher-init")).splitlines()
+    student = to_toml(finetune_config(cfg, tmp_path / "s", "/runs/pretrain/final")).splitlines()
     differ = [(a, b) for a, b in zip(teacher, student, strict=True) if a != b]
     assert [a.split(" = ")[0] for a, _ in differ] == ["path", "output_dir"]
     assert ('path = "/runs/pretrain/final"') in student
+
+
+@pytest.mark.slow
+def test_cycle_with_fine_tuned_snapshot_curves(tmp_path):
+    config = make_cycle(tmp_path)
+    extra = ["cycle.figure_proxy=finetune", "cycle.figure_finetune_steps=1"]
+    report = run_cycle(load_cycle(config, [*bm25_slices(tmp_path), *extra]))
+    assert [s for s, _ in report["pretraining"]["kd"]] == [2, 4]
+    assert all(v > 0 for _, v in report["pretraining"]["kd+mlm"])
+    assert "figure[kd@4]" in report["stages_run"]
+    assert report["pretraining_proxy"].startswith("eval-split PNR after a 1-step fine-tune")

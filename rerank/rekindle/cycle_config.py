@@ -1,0 +1,141 @@
+"""Configuration of the knowledge-rekindle cycle (``rerank cycle --config FILE.toml``).
+
+A cycle TOML has four sections: ``[cycle]`` (splits, seed, output, what to report),
+``[finetune]`` (the one fine-tune recipe: teacher, plain student and rekindled student),
+``[pairs]`` (the rekindle pairs: a file, or BM25 retrieval of queries against a corpus) and
+``[pretrain]`` (the rekindle TOML and the student's initial encoder). Relative paths resolve
+against the TOML file's directory, as in every ``rerank`` config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rerank.config import apply_overrides, from_toml
+from rerank.errors import RerankError
+from rerank.rekindle.pretrain import VARIANTS
+
+__all__ = [
+    "CycleConfig",
+    "CycleSection",
+    "FinetuneSection",
+    "PairsSection",
+    "PretrainSection",
+    "load_cycle",
+]
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass
+class CycleSection:
+    name: str = field(default="cycle", metadata=_help("title of the report"))
+    output_dir: str = field(default="runs/cycle", metadata=_help("all stages go here", path=True))
+    seed: int = field(default=42, metadata=_help("train.seed of every training stage"))
+    eval: str = field(default="", metadata=_help("labeled eval split (selection)", path=True))
+    test: str = field(default="", metadata=_help("labeled test split (reported only)", path=True))
+    bm25_eval: str = field(default="", metadata=_help("BM25 run on the eval split", path=True))
+    bm25_test: str = field(default="", metadata=_help("BM25 run on the test split", path=True))
+    measures: list[str] = field(
+        default_factory=lambda: ["pnr", "ndcg@10"], metadata=_help("measures in report.json")
+    )
+    variants: list[str] = field(
+        default_factory=lambda: ["kd+mlm"],
+        metadata=_help("pre-training variants fine-tuned and reported; the first is 'rekindled'"),
+    )
+    figure_variants: list[str] = field(
+        default_factory=lambda: ["kd+mlm", "kd"], metadata=_help("variants of the Figure-3 plot")
+    )
+    figure_proxy: Literal["zero-shot", "finetune"] = field(
+        default="zero-shot", metadata=_help("downstream measure of pre-training snapshots")
+    )
+    figure_finetune_steps: int = field(
+        default=30, metadata=_help("fine-tune steps per snapshot with figure_proxy = finetune")
+    )
+    figure_eval_queries: int = field(
+        default=0, metadata=_help("eval queries for the Figure-3 measure; 0: all")
+    )
+    eval_queries: int = field(
+        default=0, metadata=_help("use a fixed subset of this many eval queries; 0: all")
+    )
+    checkpoint_every: int = field(
+        default=20, metadata=_help("train.save_every of stages whose recipe has none")
+    )
+    num_threads: int = field(default=0, metadata=_help("torch CPU threads; 0: automatic"))
+    score_batch_size: int = field(default=64, metadata=_help("pairs per scoring batch"))
+
+
+@dataclass
+class FinetuneSection:
+    config: str = field(
+        default="", metadata=_help("the fine-tune recipe (a 'rerank train' TOML)", path=True)
+    )
+    set: list[str] = field(
+        default_factory=list, metadata=_help("--set overrides of the recipe (every fine-tune)")
+    )
+    teacher_model: str = field(
+        default="", metadata=_help("teacher init; empty: the recipe's model.path", path=True)
+    )
+    teacher: str = field(
+        default="", metadata=_help("an already trained teacher: skip its fine-tune", path=True)
+    )
+
+
+@dataclass
+class PairsSection:
+    data: str = field(default="", metadata=_help("unlabeled rekindle pairs", path=True))
+    queries: str = field(default="", metadata=_help("or build by BM25: queries", path=True))
+    corpus: str = field(default="", metadata=_help("... against these documents", path=True))
+    k: int = field(default=8, metadata=_help("... top-k documents per query"))
+    exclude_judged: str = field(default="", metadata=_help("... never these pairs", path=True))
+    max_queries: int = field(default=0, metadata=_help("keep the first N queries; 0: all"))
+
+
+@dataclass
+class PretrainSection:
+    config: str = field(default="", metadata=_help("the rekindle TOML", path=True))
+    set: list[str] = field(default_factory=list, metadata=_help("--set overrides of it"))
+    student: str = field(
+        default="default", metadata=_help("student init (a general pretrained encoder)", path=True)
+    )
+    num_layers: int = field(default=0, metadata=_help("grow the student by stacking; 0: keep"))
+
+
+@dataclass
+class CycleConfig:
+    cycle: CycleSection = field(default_factory=CycleSection)
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    pairs: PairsSection = field(default_factory=PairsSection)
+    pretrain: PretrainSection = field(default_factory=PretrainSection)
+
+
+def load_cycle(path: str | Path, overrides: list[str] | None = None) -> CycleConfig:
+    """Read a cycle TOML and apply ``--set`` overrides."""
+    cfg = from_toml(path, CycleConfig)
+    apply_overrides(cfg, list(overrides or []))
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: CycleConfig) -> None:
+    c = cfg.cycle
+    for key in ("eval", "test"):
+        if not getattr(c, key):
+            raise RerankError(f"cycle config: key 'cycle.{key}' is required (a labeled split)")
+    if not cfg.finetune.config:
+        raise RerankError("cycle config: key 'finetune.config' is required (the recipe)")
+    if not cfg.pretrain.config:
+        raise RerankError("cycle config: key 'pretrain.config' is required (the rekindle TOML)")
+    if bool(cfg.pairs.data) == bool(cfg.pairs.queries and cfg.pairs.corpus):
+        raise RerankError(
+            "cycle config: set either 'pairs.data' or both 'pairs.queries' and 'pairs.corpus'"
+        )
+    for v in [*c.variants, *c.figure_variants]:
+        if v not in VARIANTS:
+            raise RerankError(f"cycle config: unknown variant '{v}' (valid: {', '.join(VARIANTS)})")
+    if not c.variants:
+        raise RerankError("cycle config: key 'cycle.variants' must name at least one variant")
