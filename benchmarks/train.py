@@ -23,6 +23,7 @@ ours, ...) and the best of ``--repeats`` is reported: the cores may be shared.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -126,7 +127,8 @@ def baseline(model_dir: Path, dataset, out: Path, args: argparse.Namespace, bf16
         loss=RankNetLoss(model, mini_batch_size=-1),
         callbacks=[Clock()],
     )
-    trainer.train()
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its metrics dict
+        trainer.train()
     timed = times[args.warmup :]
     return QUERIES * DOCS * len(timed) / sum(timed)
 
