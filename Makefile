@@ -10,7 +10,7 @@ help:
 	@echo "make demo   - the knowledge-rekindle demo on the shipped Cranfield sample (default model)"
 	@echo "make test   - the default (fast) test suite"
 	@echo "make test-all - every test, slow ones included"
-	@echo "make bench  - speed benchmarks (see benchmarks/README.md)"
+	@echo "make bench  - speed benchmarks, each against a baseline (see benchmarks/README.md)"
 	@echo "make check  - ruff lint + format check"
 
 # torch is installed first and pinned: an unpinned torch pulls gigabytes of CUDA packages.
@@ -30,8 +30,16 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP) requirements-bench.lock
+	$(BIN)/pip install -q -r requirements-bench.lock
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/pnr.py
+	$(BIN)/python benchmarks/evaluate_cli.py
+	$(BIN)/python benchmarks/score.py
+	$(BIN)/python benchmarks/train.py
 
 check: $(STAMP)
 	$(BIN)/ruff check rerank tests benchmarks data
