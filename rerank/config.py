@@ -152,6 +152,9 @@ class TrainConfig:
     output_dir: str = field(default="runs/train", metadata=_help("where outputs go", path=True))
     lr_max: float = field(default=3e-5, metadata=_help("peak learning rate"))
     lr_min: float = field(default=0.0, metadata=_help("learning rate at the last step"))
+    head_lr_scale: float = field(
+        default=1.0, metadata=_help("learning-rate multiplier of the scoring heads (+ pooler)")
+    )
     warmup_steps: int = field(default=0, metadata=_help("linear warm-up steps"))
     power: float = field(default=1.0, metadata=_help("polynomial decay power (1: linear)"))
     steps: int = field(default=0, metadata=_help("optimizer steps; 0: use epochs"))
@@ -238,6 +241,7 @@ def validate(cfg: Config, *, source: str = "config") -> Config:
         "train.eval_every": cfg.train.eval_every,
         "train.save_every": cfg.train.save_every,
         "train.lr_min": cfg.train.lr_min,
+        "train.head_lr_scale": cfg.train.head_lr_scale,
         "train.clip_norm": cfg.train.clip_norm,
         "train.weight_decay": cfg.train.weight_decay,
         "train.num_threads": cfg.train.num_threads,

@@ -364,7 +364,7 @@ def _train(
             power=tc.power,
         )
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         # Dropout randomness is a function of (seed, step, rank): resume-exact by design.
         torch.manual_seed((tc.seed * 1_000_003 + step) * 64 + dist.rank)
         for micro in range(tc.grad_accum):

@@ -163,6 +163,40 @@ def test_attention_dropout_override(tiny_model_dir):
     assert model.encoder.config.attention_probs_dropout_prob == 0.1  # saved config unchanged
 
 
+def test_head_lr_scale_speeds_up_only_the_head(tiny_model_dir, train_file, tmp_path):
+    from rerank import checkpoint as ckpt
+    from rerank.model import RerankModel
+
+    ckpt.seed_everything(42)  # what train() does before building the model
+    start = {
+        k: v.clone() for k, v in RerankModel.from_pretrained(tiny_model_dir).state_dict().items()
+    }
+    moved = {}
+    for scale in (1, 10):
+        cfg = tiny_config(
+            tiny_model_dir,
+            train_file,
+            tmp_path / f"s{scale}",
+            "train.steps=1",
+            f"train.head_lr_scale={scale}",
+        )
+        final = weights(train(cfg).final_dir)
+        moved[scale] = {
+            name: (final[name] - start[f"encoder.{name}"]).abs().max().item()
+            for name in (
+                "classifier.weight",
+                "bert.pooler.dense.weight",
+                "bert.encoder.layer.0.attention.self.query.weight",
+            )
+        }
+    # Adam's first step moves each weight by about lr (1e-3 here) times its group's scale
+    assert moved[1]["classifier.weight"] == pytest.approx(1e-3, rel=0.1)
+    assert moved[10]["classifier.weight"] == pytest.approx(1e-2, rel=0.1)
+    assert moved[10]["bert.pooler.dense.weight"] == pytest.approx(1e-2, rel=0.1)
+    body = "bert.encoder.layer.0.attention.self.query.weight"
+    assert moved[10][body] == pytest.approx(moved[1][body], rel=0.1)
+
+
 def test_resume_after_interruption_gives_identical_weights(tiny_model_dir, train_file, tmp_path):
     # dropout on (the tiny BERT's default 0.1), so exactness needs the restored RNG story
     common = ("train.steps=6", "train.save_every=2", "train.warmup_steps=2")
