@@ -5,6 +5,7 @@ Kept apart from :mod:`rerank.train` so that the loop itself reads top-down in on
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,16 +15,22 @@ import numpy as np
 import polars as pl
 import torch
 
-from rerank.batching import GroupedData, pad_rows
+from rerank.batching import GroupBatcher, GroupedData, Transform, pad_rows
 from rerank.config import Config
 from rerank.errors import RerankError
+from rerank.losses import LOSSES
+
+log = logging.getLogger("rerank.train")
 
 __all__ = [
     "Dist",
     "build_model",
     "evaluate_ranking",
     "init_distributed",
+    "load_frames",
+    "make_batcher",
     "make_optimizer",
+    "mlm_transform",
     "read_train_frame",
     "use_bf16",
     "use_fp32_cpu_attention",
@@ -125,6 +132,71 @@ def read_train_frame(cfg: Config, targets: list[str]) -> pl.DataFrame:
     if extra:
         frame = frame.hstack(_read_columns(path, extra, frame.height))
     return frame
+
+
+def load_frames(
+    cfg: Config,
+    targets: list[str],
+    train_frame: pl.DataFrame | None,
+    eval_frame: pl.DataFrame | None,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The training and eval frames: the ones given, else read from ``data.train``/``data.eval``."""
+    if train_frame is None:
+        train_frame = read_train_frame(cfg, targets)
+    elif "label" in targets and "label" not in train_frame.columns:
+        raise RerankError("training frame: no 'label' column, but the objective trains on labels")
+    if eval_frame is None and cfg.data.eval:
+        from rerank.data import read_pairs
+
+        eval_frame = read_pairs(
+            cfg.data.eval, labels="required", label_range=tuple(cfg.data.label_range)
+        )
+    return train_frame, eval_frame
+
+
+def mlm_transform(model: Any, cfg: Config) -> Transform:
+    """BERT MLM masking, seeded per batch (rerank.rekindle.masking)."""
+    from rerank.rekindle.masking import MlmMasking
+
+    return MlmMasking.from_tokenizer(
+        model.tokenizer,
+        seed=cfg.train.seed,
+        probability=cfg.data.mlm_probability,
+        separate_pass=cfg.data.mlm_separate_pass,
+    )
+
+
+def make_batcher(
+    cfg: Config, data: GroupedData, dist: Dist, *, targets: list[str], transform: Transform | None
+) -> GroupBatcher:
+    """Query-group batches for this process; single-level queries are skipped (and logged)
+    only when every objective term is pairwise on the stratified target."""
+    has_mlm = any(t.loss == "mlm" for t in cfg.objective)
+    list_terms = [t for t in cfg.objective if LOSSES[t.loss].kind == "list"]
+    stratify = "label" if "label" in targets else (list_terms[0].target if list_terms else None)
+    pairwise_only = not has_mlm and all(
+        LOSSES[t.loss].needs_label_pairs and t.target == stratify for t in cfg.objective
+    )
+    batcher = GroupBatcher(
+        data,
+        list_size=cfg.data.list_size,
+        groups_per_batch=cfg.data.groups_per_batch,
+        max_tokens=cfg.data.max_tokens,
+        bucket_size=cfg.data.bucket_size,
+        seed=cfg.train.seed,
+        stratify_by=stratify,
+        skip_single_level=pairwise_only,
+        rank=dist.rank,
+        world_size=dist.world,
+        transform=transform,
+    )
+    if batcher.skipped and dist.main:
+        log.warning(
+            "%d of %d queries have a single label level and are skipped (no pairs to rank)",
+            batcher.skipped,
+            data.n_groups,
+        )
+    return batcher
 
 
 def _read_columns(path: Path, names: list[str], height: int) -> pl.DataFrame:

@@ -48,12 +48,14 @@ from rerank._train_setup import (
     build_model,
     evaluate_ranking,
     init_distributed,
+    load_frames,
+    make_batcher,
     make_optimizer,
-    read_train_frame,
+    mlm_transform,
     use_bf16,
     use_fp32_cpu_attention,
 )
-from rerank.batching import Batch, GroupBatcher, GroupedData, Transform
+from rerank.batching import Batch, GroupedData, Transform
 from rerank.config import Config, to_toml, validate, write_config
 from rerank.errors import RerankError
 from rerank.losses import LOSSES
@@ -230,16 +232,7 @@ def _train(
     source = ckpt.model_dir(out_dir) if state else cfg.model.resolved_path()
     if not Path(source).is_dir():
         raise RerankError(f"{source}: model directory does not exist")
-    if train_frame is None:
-        train_frame = read_train_frame(cfg, targets)
-    elif "label" in targets and "label" not in train_frame.columns:
-        raise RerankError("training frame: no 'label' column, but the objective trains on labels")
-    if eval_frame is None and cfg.data.eval:
-        from rerank.data import read_pairs
-
-        eval_frame = read_pairs(
-            cfg.data.eval, labels="required", label_range=tuple(cfg.data.label_range)
-        )
+    train_frame, eval_frame = load_frames(cfg, targets, train_frame, eval_frame)
 
     ckpt.seed_everything(tc.seed)
     mlm = has_mlm if cfg.model.mlm == "auto" else bool(cfg.model.mlm)
@@ -249,14 +242,7 @@ def _train(
         max_length=cfg.model.max_length, max_first_length=cfg.model.max_query_length
     )
     if has_mlm and transform is None:
-        from rerank.rekindle.masking import MlmMasking
-
-        transform = MlmMasking.from_tokenizer(
-            model.tokenizer,
-            seed=tc.seed,
-            probability=cfg.data.mlm_probability,
-            separate_pass=cfg.data.mlm_separate_pass,
-        )
+        transform = mlm_transform(model, cfg)
     data = GroupedData.from_frame(
         train_frame,
         encoder,
@@ -264,30 +250,7 @@ def _train(
         source=Path(cfg.data.train).name or "training data",
         single=single,
     )
-    list_terms = [t for t in cfg.objective if LOSSES[t.loss].kind == "list"]
-    stratify = "label" if "label" in targets else (list_terms[0].target if list_terms else None)
-    pairwise_only = not has_mlm and all(
-        LOSSES[t.loss].needs_label_pairs and t.target == stratify for t in cfg.objective
-    )
-    batcher = GroupBatcher(
-        data,
-        list_size=cfg.data.list_size,
-        groups_per_batch=cfg.data.groups_per_batch,
-        max_tokens=cfg.data.max_tokens,
-        bucket_size=cfg.data.bucket_size,
-        seed=tc.seed,
-        stratify_by=stratify,
-        skip_single_level=pairwise_only,
-        rank=dist.rank,
-        world_size=dist.world,
-        transform=transform,
-    )
-    if batcher.skipped and dist.main:
-        log.warning(
-            "%d of %d queries have a single label level and are skipped (no pairs to rank)",
-            batcher.skipped,
-            data.n_groups,
-        )
+    batcher = make_batcher(cfg, data, dist, targets=targets, transform=transform)
     per_epoch = max(1, batcher.batches_per_epoch(0) // tc.grad_accum)
     total = tc.steps or max(1, math.ceil(tc.epochs * per_epoch))
     eval_data = None
