@@ -142,6 +142,35 @@ def test_moegp_two_teachers_two_heads(setup, tmp_path):
         key = next(k for k in records[0] if k.startswith(f"loss/{i}:"))
         assert records[-1][key] < records[0][key]
 
+    # a head is then fine-tuned for its task on labels: only that head (and the shared
+    # encoder) moves; the other head keeps its distilled weights
+    from rerank.config import Config
+    from rerank.train import train
+
+    labeled = store.select("query_id", "doc_id", "query", "title", "summary").with_columns(
+        label=pl.Series(np.arange(store.height) % 3, dtype=pl.Int64)
+    )
+    ft = Config()
+    apply_overrides(
+        ft,
+        [
+            f"model.path={result.train.final_dir}",
+            "model.heads={ t1 = {}, t2 = {} }",
+            f"data.train={result.store}",
+            f"train.output_dir={tmp_path / 'ft-t2'}",
+            "train.steps=2",
+            "objective.0.head=t2",
+            *COMMON,
+        ],
+    )
+    tuned = train(ft, train_frame=labeled)
+    before = load_file(str(result.train.final_dir / "rerank_heads.safetensors"))
+    after = load_file(str(tuned.final_dir / "rerank_heads.safetensors"))
+    assert not torch.equal(before["t2.linear.weight"], after["t2.linear.weight"])
+    b_primary = load_file(str(result.train.final_dir / "model.safetensors"))["classifier.weight"]
+    a_primary = load_file(str(tuned.final_dir / "model.safetensors"))["classifier.weight"]
+    assert torch.equal(b_primary, a_primary)  # t1 is the primary (HF classifier) head
+
 
 def test_ablations_are_objectives(setup, tmp_path):
     cfg = config(setup, tmp_path / "x")
