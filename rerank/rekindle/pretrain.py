@@ -53,6 +53,7 @@ __all__ = [
     "TeacherConfig",
     "ablate",
     "pretrain",
+    "release_memory",
     "snapshots",
 ]
 
@@ -206,6 +207,7 @@ def pretrain(cfg: RekindleConfig, *, max_steps_this_run: int | None = None) -> P
         if stop_at is not None:
             target = min(target, stop_at)
         result = train(cfg, train_frame=frame, max_steps_this_run=target)
+        release_memory()
         done = result.steps
         if done % every == 0 or result.finished:
             _keep_snapshot(out_dir, done)
@@ -234,6 +236,26 @@ def _standardized(store: Path, cfg: RekindleConfig) -> Any:
         log.info("%s: standardizing %s (mean %.4g, std %.4g)", store.name, column, mean, std)
         frame = frame.with_columns(((pl.col(column) - mean) / std).alias(column))
     return frame
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the OS between training runs in one process.
+
+    A training run on CPU leaves its peak (about 3 GB for MiniLM with MLM at 32 x 128
+    tokens) in glibc's heap after it returns; a process that runs many stages (the cycle,
+    the pre-training slices) would otherwise hold the sum of those peaks. Measured:
+    2.9 GB resident after a run, 0.56 GB after ``malloc_trim``.
+    """
+    import ctypes
+    import gc
+    import sys
+
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to trim
+            pass
 
 
 def _checkpoint_step(out_dir: Path) -> int:

@@ -21,7 +21,7 @@ from rerank.atomic import atomic_path
 from rerank.config import Config, apply_overrides, from_toml
 from rerank.errors import RerankError
 from rerank.rekindle.cycle_config import CycleConfig
-from rerank.rekindle.pretrain import RekindleConfig, ablate, pretrain
+from rerank.rekindle.pretrain import RekindleConfig, ablate, pretrain, release_memory
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class Stages:
         log.info("cycle: stage %s -> %s", name, where)
         start = time.perf_counter()
         result = fn()
+        release_memory()
         seconds = time.perf_counter() - start
         _write_json(marker, {"stage": name, "seconds": round(seconds, 2), "result": result})
         self.timings[name] = round(seconds, 2)
