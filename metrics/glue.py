@@ -38,8 +38,25 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
+def complete_seeds(runs: Path) -> tuple[list[str], list[str]]:
+    """(seeds with every model x task stage done, seeds still running)."""
+    counts = {
+        seed.name.removeprefix("seed-"): sum(
+            1 for d in seed.glob("*/done.json") if d.parent.name.split("-", 1)[0] in MODELS
+        )
+        for seed in sorted(runs.glob("seed-*"))
+    }
+    most = max(counts.values(), default=0)
+    return [s for s, n in counts.items() if n == most], [s for s, n in counts.items() if n < most]
+
+
 def collect(runs: Path) -> tuple[dict, dict]:
-    """(results[task][model][split][metric] = {seed: value}, seconds[stage kind] = total)."""
+    """(results[task][model][split][metric] = {seed: value}, seconds[stage kind] = total).
+
+    Results come from complete seeds only, so every figure of a table averages the same
+    seeds; the seconds count every finished stage.
+    """
+    complete, _ = complete_seeds(runs)
     results: dict = {}
     seconds: dict[str, float] = {}
     for done in sorted(runs.glob("**/done.json")):
@@ -51,6 +68,8 @@ def collect(runs: Path) -> tuple[dict, dict]:
             continue
         task = done.parent.name.split("-", 1)[1]
         seed = done.parent.parent.name.removeprefix("seed-")
+        if seed not in complete:
+            continue
         for split in ("dev", "test"):
             for metric, value in result.get(split, {}).items():
                 if metric == "examples":
@@ -76,7 +95,8 @@ def markdown(name: str, results: dict, meta: dict) -> str:
         "",
         f"Command: `{meta['command']}`  ",
         f"Commit: `{meta['commit']}`; written {meta['date']}; {meta['host']}.  ",
-        f"CPU budget: {meta['budget']}",
+        f"CPU budget: {meta['budget']}  ",
+        f"Seeds aggregated (complete): {meta['seeds']}; still running: {meta['running'] or 'none'}",
         "",
         "Mean ± sample sd over seeds (n seeds). Every fine-tune selects its checkpoint on dev "
         "by the task's first metric; dev figures are of that checkpoint (as GLUE dev results "
@@ -120,6 +140,7 @@ def main() -> None:
     if not args.aggregate_only:
         subprocess.run(cmd, cwd=ROOT, check=True)
     results, seconds = collect(args.runs)
+    complete, running = complete_seeds(args.runs)
     total = sum(seconds.values())
     meta = {
         "command": " ".join([".venv/bin/python", "metrics/glue.py", *sys.argv[1:]]),
@@ -127,6 +148,8 @@ def main() -> None:
         "commit": git("rev-parse", "--short", "HEAD"),
         "date": dt.date.today().isoformat(),
         "host": f"{os.cpu_count()} CPU cores shared with other jobs, 1 torch thread per run",
+        "seeds": complete,
+        "running": running,
         "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "budget": f"{total / 3600:.2f} h wall time over all stages ("
         + ", ".join(f"{k} {v / 60:.0f} min" for k, v in seconds.items())
