@@ -33,6 +33,7 @@ ORDER = [
     "bm25",
     "teacher",
     "plain",
+    "plain (long)",
     "rekindled",
     "rekindled (kd)",
     "rekindled (mlm)",
@@ -41,6 +42,7 @@ LABELS = {
     "bm25": "BM25",
     "teacher": "teacher",
     "plain": "student, plain fine-tune",
+    "plain (long)": "student, plain fine-tune, steps of pre-training + fine-tune",
     "rekindled": "rekindled student (KD+MLM)",
     "rekindled (kd)": "rekindled student (KD only)",
     "rekindled (mlm)": "rekindled student (MLM only)",
@@ -129,7 +131,9 @@ def paired_gains(reports: dict[int, dict]) -> dict:
     out: dict = {}
     for seed, report in reports.items():
         res = report["results"]
-        for other in ("teacher", "plain"):
+        for other in ("teacher", "plain", "plain (long)"):
+            if other not in res:
+                continue
             for split in ("eval", "test"):
                 for measure in MEASURES:
                     diff = res["rekindled"][split][measure] - res[other][split][measure]

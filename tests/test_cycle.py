@@ -128,7 +128,9 @@ def bm25_slices(root: Path) -> list[str]:
 
 def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
     config = make_cycle(tmp_path)
-    cfg = load_cycle(config, [*bm25_slices(tmp_path), "cycle.eval_queries=2"])
+    cfg = load_cycle(
+        config, [*bm25_slices(tmp_path), "cycle.eval_queries=2", "cycle.long_baseline=true"]
+    )
     report = run_cycle(cfg)
     out = tmp_path / "out"
     # eval rows come from the first two eval queries (BM25's other queries are dropped)
@@ -144,7 +146,10 @@ def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
     assert any("first 2 queries" in n for n in report["notes"])
     for name in ("report.json", "report.md", "results.png", "pretraining.png"):
         assert (out / name).is_file(), name
-    assert set(report["results"]) == {"bm25", "teacher", "plain", "rekindled"}
+    assert set(report["results"]) == {"bm25", "teacher", "plain", "plain (long)", "rekindled"}
+    # the compute-matched control trains as many steps as pre-training + fine-tune
+    long_log = (tmp_path / "out" / "plain_long" / "train" / "log.jsonl").read_text().splitlines()
+    assert max(json.loads(x)["step"] for x in long_log) == 4 + 4
     for model in report["results"].values():
         for split in ("eval", "test"):
             # PNR is concordant / discordant pairs: positive, unbounded above
@@ -166,7 +171,11 @@ def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
     assert "| student, rekindled + fine-tune |" in (out / "report.md").read_text()
 
     # re-running skips every stage and reproduces the report
-    again = run_cycle(load_cycle(config, [*bm25_slices(tmp_path), "cycle.eval_queries=2"]))
+    again = run_cycle(
+        load_cycle(
+            config, [*bm25_slices(tmp_path), "cycle.eval_queries=2", "cycle.long_baseline=true"]
+        )
+    )
     assert again["stages_run"] == []
     assert set(again["timings"].values()) == {0.0}
     assert again["results"] == report["results"]

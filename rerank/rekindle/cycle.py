@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from rerank.config import Config, apply_overrides, from_toml
+from rerank.errors import RerankError
 from rerank.rekindle.cycle_config import CycleConfig, load_cycle
 from rerank.rekindle.pretrain import RekindleConfig
 from rerank.rekindle.stages import (
@@ -167,6 +168,24 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
             ),
         )
         models["plain"] = model_of(r)
+    if c.long_baseline:
+        # The rekindled student saw pre-training steps on top of the recipe's; this control
+        # gets the same number of optimizer steps on labels alone.
+        pre_steps = pre[c.variants[0]]["steps"]
+
+        def long_config() -> Config:
+            rc = finetune_config(
+                cfg, out / "plain_long" / "train", cfg.pretrain.student, cfg.pretrain.num_layers
+            )
+            rc.train.steps = _recipe_steps(rc) + pre_steps
+            return rc
+
+        r = stages.run(
+            "plain_long",
+            out / "plain_long",
+            lambda: train_stage(long_config(), out / "plain_long" / "train"),
+        )
+        models["plain (long)"] = model_of(r)
 
     # 6. Figure 3: downstream PNR of the pre-training snapshots
     if c.figure_proxy == "zero-shot":
@@ -197,6 +216,14 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
     }
     write_report(out, report)
     return report
+
+
+def _recipe_steps(rc: Config) -> int:
+    if rc.train.steps:
+        return rc.train.steps
+    raise RerankError(
+        "cycle.long_baseline needs the fine-tune recipe to set train.steps (not epochs)"
+    )
 
 
 def _finetuned_curve(

@@ -62,6 +62,13 @@ class CycleSection:
     eval_queries: int = field(
         default=0, metadata=_help("use a fixed subset of this many eval queries; 0: all")
     )
+    long_baseline: bool = field(
+        default=False,
+        metadata=_help(
+            "also fine-tune the student's initial encoder for as many steps as pre-training "
+            "plus fine-tuning together (a compute-matched control)"
+        ),
+    )
     checkpoint_every: int = field(
         default=20, metadata=_help("train.save_every of stages whose recipe has none")
     )

@@ -26,6 +26,7 @@ MODEL_LABELS = {
     "bm25": "BM25 (first stage)",
     "teacher": "teacher (fine-tuned)",
     "plain": "student, plain fine-tune",
+    "plain (long)": "student, plain fine-tune as long as pre-training + fine-tune",
     "rekindled": "student, rekindled + fine-tune",
 }
 """Row labels of the results table, in display order."""
@@ -142,7 +143,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
     if gains:
         lines += ["Rekindled student minus the other models (positive: rekindling helped):", ""]
         lines += [
-            f"- {split} {measure}: vs teacher {d['teacher']:+.4f}, vs plain fine-tune {d['plain']:+.4f}"
+            f"- {split} {measure}: "
+            + ", ".join(f"vs {MODEL_LABELS.get(o, o)} {v:+.4f}" for o, v in d.items())
             for split, by_measure in gains.items()
             for measure, d in by_measure.items()
         ]
@@ -191,16 +193,14 @@ def _steps(curves: Mapping[str, Sequence[Sequence[float]]]) -> list[tuple[float,
 
 
 def gains(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, Any]:
-    """``rekindled - teacher`` and ``rekindled - plain`` per split and shown measure."""
+    """``rekindled - <other>`` per split and shown measure, for teacher and plain baselines."""
     out: dict[str, Any] = {}
-    if not all(m in results for m in ("rekindled", "teacher", "plain")):
+    if "rekindled" not in results:
         return out
+    others = [m for m in ("teacher", "plain", "plain (long)") if m in results]
     for split, values in results["rekindled"].items():
         out[split] = {
-            k: {
-                "teacher": values[k] - results["teacher"][split][k],
-                "plain": values[k] - results["plain"][split][k],
-            }
+            k: {o: values[k] - results[o][split][k] for o in others}
             for k in SHOWN_MEASURES
             if k in values
         }
