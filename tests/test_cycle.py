@@ -129,7 +129,13 @@ def bm25_slices(root: Path) -> list[str]:
 def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
     config = make_cycle(tmp_path)
     cfg = load_cycle(
-        config, [*bm25_slices(tmp_path), "cycle.eval_queries=2", "cycle.long_baseline=true"]
+        config,
+        [
+            *bm25_slices(tmp_path),
+            "cycle.eval_queries=2",
+            "cycle.test_queries=2",
+            "cycle.long_baseline=true",
+        ],
     )
     report = run_cycle(cfg)
     out = tmp_path / "out"
@@ -173,7 +179,13 @@ def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
     # re-running skips every stage and reproduces the report
     again = run_cycle(
         load_cycle(
-            config, [*bm25_slices(tmp_path), "cycle.eval_queries=2", "cycle.long_baseline=true"]
+            config,
+            [
+                *bm25_slices(tmp_path),
+                "cycle.eval_queries=2",
+                "cycle.test_queries=2",
+                "cycle.long_baseline=true",
+            ],
         )
     )
     assert again["stages_run"] == []

@@ -70,10 +70,12 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages()
     notes: list[str] = []
-    if c.eval_queries:
-        dest = out / "splits" / f"eval-{c.eval_queries}q.parquet"
-        notes.append(f"eval rows: the first {c.eval_queries} queries of {c.eval}")
-        c.eval = query_subset(c.eval, c.eval_queries, dest)
+    for split in ("eval", "test"):
+        n = getattr(c, f"{split}_queries")
+        if n:
+            path = getattr(c, split)
+            notes.append(f"{split} rows: the first {n} queries of {path}")
+            setattr(c, split, query_subset(path, n, out / "splits" / f"{split}-{n}q.parquet"))
     recipe = from_toml(cfg.finetune.config, Config)
     apply_overrides(recipe, list(cfg.finetune.set))
     teacher_init = cfg.finetune.teacher_model or recipe.model.path

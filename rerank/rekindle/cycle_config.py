@@ -62,6 +62,9 @@ class CycleSection:
     eval_queries: int = field(
         default=0, metadata=_help("use a fixed subset of this many eval queries; 0: all")
     )
+    test_queries: int = field(
+        default=0, metadata=_help("use a fixed subset of this many test queries; 0: all")
+    )
     long_baseline: bool = field(
         default=False,
         metadata=_help(
