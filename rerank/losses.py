@@ -59,6 +59,7 @@ def hinge(
     *,
     margin: float = 1.0,
     scale_by_gap: bool = False,
+    ndcg_weight: bool = False,
 ) -> torch.Tensor:
     """Pairwise hinge: mean over pairs ``y_i > y_j`` of ``max(0, m - (s_i - s_j))``.
 
@@ -70,6 +71,14 @@ def hinge(
         ``[groups, list_size]`` bool, ``False`` on padding.
     margin
         ``m``; with ``scale_by_gap`` the margin of a pair is ``margin * (y_i - y_j)``.
+    ndcg_weight
+        Weight each pair by how much swapping its two documents would change the list's
+        nDCG under the current scores, ``|2^y_i - 2^y_j| * |1/log2(1+r_i) - 1/log2(1+r_j)|
+        / IDCG`` (ranks ``r`` by the detached scores within the valid entries of the list;
+        LambdaRank's weight, Burges 2006, and the LambdaLoss framework's hinge variant,
+        Wang et al. 2018). The result is then the weighted mean ``sum w*l / sum w``: pairs
+        that decide the top of the ranking (e.g. a grade-4 document below a grade-0 one)
+        count most; pairs far down the list count little. Off by default: plain hinge.
 
     Returns
     -------
@@ -86,7 +95,31 @@ def hinge(
     gap = labels[:, :, None] - labels[:, None, :]
     valid = (gap > 0) & mask[:, :, None] & mask[:, None, :]
     m = margin * gap if scale_by_gap else margin
-    return _masked_mean(F.relu(m - diff), valid)
+    if not ndcg_weight:
+        return _masked_mean(F.relu(m - diff), valid)
+    w = torch.where(valid, _delta_ndcg(scores.detach(), labels, mask), torch.zeros_like(diff))
+    return (w * F.relu(m - diff)).sum() / w.sum().clamp(min=1e-12)
+
+
+def _delta_ndcg(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[groups, n, n]``: |change of nDCG| when documents i and j swap rank positions.
+
+    Ranks are 1-based by descending score among the valid entries of each group (ties by
+    position, so every valid entry gets a distinct rank); padding gets no discount.
+    """
+    low = torch.finfo(scores.dtype).min
+    order = scores.masked_fill(~mask, low).argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    positions = torch.arange(1, scores.shape[1] + 1, device=scores.device).expand_as(order)
+    ranks.scatter_(1, order, positions)
+    discount = torch.where(mask, 1.0 / torch.log2(1.0 + ranks.to(scores.dtype)), 0.0)
+    gain = torch.where(mask, torch.pow(2.0, labels.to(scores.dtype)) - 1.0, 0.0)
+    ideal_gain = gain.sort(dim=1, descending=True).values
+    ideal_discount = 1.0 / torch.log2(1.0 + positions.to(scores.dtype))
+    idcg = (ideal_gain * ideal_discount).sum(dim=1).clamp(min=1e-12)
+    dg = (gain[:, :, None] - gain[:, None, :]).abs()
+    dd = (discount[:, :, None] - discount[:, None, :]).abs()
+    return dg * dd / idcg[:, None, None]
 
 
 def pointwise_mse(scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -190,7 +223,9 @@ class Loss:
 
 
 LOSSES: dict[str, Loss] = {
-    "hinge": Loss(hinge, "list", {"margin": float, "scale_by_gap": bool}, True),
+    "hinge": Loss(
+        hinge, "list", {"margin": float, "scale_by_gap": bool, "ndcg_weight": bool}, True
+    ),
     "pointwise_mse": Loss(pointwise_mse, "list"),
     "pairwise_mse": Loss(pairwise_mse, "list"),
     "listwise_ce": Loss(listwise_ce, "list", {"temperature": float}, True),

@@ -59,6 +59,56 @@ def test_hinge_matches_brute_force():
     assert got == pytest.approx(sum(terms) / len(terms), rel=1e-6)
 
 
+def test_hinge_ndcg_weight_hand_computed():
+    # one list: scores rank doc1 (y=0) first, doc0 (y=2) second, doc2 (y=1) third
+    # gains 3, 0, 1; discounts 1/log2(3), 1, 1/2; IDCG = 3 + 1/log2(3)
+    scores = T([[1.0, 2.0, 0.0]])
+    labels = T([[2.0, 0.0, 1.0]])
+    mask = _mask([1, 1, 1])
+    d2, d3 = 1.0, 1.0 / np.log2(3.0)
+    idcg = 3.0 * d2 + 1.0 * d3
+    # pairs y_i > y_j: (0,1): loss 1-(1-2)=2, w=|3-0|*|d3-1|/idcg
+    #                  (0,2): loss 1-(1-0)=0, w irrelevant
+    #                  (2,1): loss 1-(0-2)=3, w=|1-0|*|1/2-1|/idcg
+    w01 = 3.0 * abs(d3 - 1.0) / idcg
+    w02 = 2.0 * abs(d3 - 0.5) / idcg
+    w21 = 1.0 * 0.5 / idcg
+    want = (w01 * 2 + w02 * 0 + w21 * 3) / (w01 + w02 + w21)
+    assert hinge(scores, labels, mask, ndcg_weight=True).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_hinge_ndcg_weight_is_the_ndcg_change_of_a_swap():
+    rng = np.random.default_rng(1)
+    s = rng.normal(size=(2, 7)).astype(np.float32)
+    y = rng.integers(0, 5, size=(2, 7)).astype(np.float32)
+    m = np.ones((2, 7), dtype=bool)
+    m[1, 5:] = False
+
+    def ndcg(scores, labels):
+        order = np.argsort(-scores, kind="stable")
+        gains = 2.0 ** labels - 1
+        disc = 1 / np.log2(np.arange(2, len(labels) + 2))
+        return (gains[order] * disc).sum() / (np.sort(gains)[::-1] * disc).sum()
+
+    num = den = 0.0
+    for g in range(2):
+        sg, yg = s[g][m[g]], y[g][m[g]]
+        base = ndcg(sg, yg)
+        for i, j in itertools.product(range(len(sg)), repeat=2):
+            if yg[i] > yg[j]:
+                swapped = sg.copy()
+                swapped[i], swapped[j] = sg[j], sg[i]
+                w = abs(ndcg(swapped, yg) - base)
+                num += w * max(0.0, 1.0 - (sg[i] - sg[j]))
+                den += w
+    got = hinge(T(s), T(y), T(m), ndcg_weight=True).item()
+    assert got == pytest.approx(num / den, rel=1e-4)
+    # padding with a wild score and label changes nothing
+    s2, y2 = s.copy(), y.copy()
+    s2[1, 6], y2[1, 6] = 1e6, 4.0
+    assert hinge(T(s2), T(y2), T(m), ndcg_weight=True).item() == pytest.approx(got, rel=1e-6)
+
+
 def test_pointwise_mse_ignores_padding():
     scores = T([[1.0, 3.0, 1e30]])
     targets = T([[0.0, 1.0, 0.0]])
