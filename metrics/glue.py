@@ -39,7 +39,7 @@ def git(*args: str) -> str:
 
 
 def complete_seeds(runs: Path) -> tuple[list[str], list[str]]:
-    """(seeds with every model x task stage done, seeds still running)."""
+    """(seeds with every model x task stage done, seeds started but not complete)."""
     counts = {
         seed.name.removeprefix("seed-"): sum(
             1 for d in seed.glob("*/done.json") if d.parent.name.split("-", 1)[0] in MODELS
@@ -94,9 +94,11 @@ def markdown(name: str, results: dict, meta: dict) -> str:
         f"# {name}",
         "",
         f"Command: `{meta['command']}`  ",
-        f"Commit: `{meta['commit']}`; written {meta['date']}; {meta['host']}.  ",
+        f"Aggregated at commit `{meta['commit']}` (stages that already existed were run at earlier "
+        f"commits; their configs are in each stage's config.toml); written {meta['date']}; "
+        f"{meta['host']}.  ",
         f"CPU budget: {meta['budget']}  ",
-        f"Seeds aggregated (complete): {meta['seeds']}; still running: {meta['running'] or 'none'}",
+        f"Seeds aggregated (complete): {meta['seeds']}; incomplete (started, not aggregated): {meta['running'] or 'none'}",
         "",
         "Mean ± sample sd over seeds (n seeds). Every fine-tune selects its checkpoint on dev "
         "by the task's first metric; dev figures are of that checkpoint (as GLUE dev results "
