@@ -90,7 +90,7 @@ def test_unknown_head_and_bad_paths(tiny_model_dir, tmp_path):
     with pytest.raises(RerankError, match="does not exist"):
         RerankModel.from_pretrained(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RerankError, match="no config.json"):
+    with pytest.raises(RerankError, match=r"no config\.json"):
         RerankModel.from_pretrained(tmp_path / "empty")
     with pytest.raises(RerankError, match="classification head needs"):
         HeadSpec("classification", num_outputs=1)
