@@ -8,7 +8,10 @@ machine, same data (Cranfield train split, title + abstract), same shape of a st
 queries x 8 documents = 32 pairs, max length 256, AdamW at 5e-5, a pairwise loss:
 
 - ours: :func:`rerank.train.train` (what ``rerank train`` runs) with the hinge loss over
-  the label-discordant pairs of each list, ``bf16 = "auto"`` (the default);
+  the label-discordant pairs of each list, ``bf16 = "auto"``, twice: with the checkpoint's
+  attention dropout (0.1, the default ``model.attention_dropout = -1``: the baseline's model
+  exactly) and with ``model.attention_dropout = 0`` (what ``data/cranfield/teacher.toml``
+  trains with: no dropout mask on attention probabilities, so PyTorch's fast CPU kernel);
 - baseline: ``CrossEncoderTrainer`` with ``RankNetLoss`` (pairwise logistic) over lists of
   the same 8 documents a query, ``mini_batch_size=-1`` so that the 32 pairs go through
   one forward pass as ours do (the default would run 4 pairs a pass), once in fp32 (the
@@ -51,9 +54,13 @@ from rerank.train import train  # noqa: E402
 QUERIES, DOCS = 4, 8
 
 
-def ours(model_dir: Path, data: Path, out: Path, args: argparse.Namespace) -> float:
+def ours(
+    model_dir: Path, data: Path, out: Path, args: argparse.Namespace, **model_kw: float
+) -> float:
     cfg = Config(
-        model=ModelConfig(path=str(model_dir), max_length=args.max_length, max_query_length=64),
+        model=ModelConfig(
+            path=str(model_dir), max_length=args.max_length, max_query_length=64, **model_kw
+        ),
         data=DataConfig(train=str(data), eval="", list_size=DOCS, groups_per_batch=QUERIES),
         objective=[LossTerm(loss="hinge", params={"margin": 1.0})],
         train=TrainConfig(
@@ -154,8 +161,11 @@ def main() -> None:
     dataset = Dataset.from_dict(lists(frame, join))
 
     runs = {
-        "rerank train (hinge, bf16 auto)": lambda i: ours(
+        "rerank train (hinge, attention dropout 0.1 as the checkpoint: default)": lambda i: ours(
             tmp / "minilm", Path(args.data), tmp / f"ours{i}", args
+        ),
+        "rerank train (hinge, model.attention_dropout = 0)": lambda i: ours(
+            tmp / "minilm", Path(args.data), tmp / f"ours-nodrop{i}", args, attention_dropout=0.0
         ),
         "CrossEncoderTrainer (RankNet, fp32)": lambda i: baseline(
             tmp / "minilm", dataset, tmp / f"st32-{i}", args, bf16=False
