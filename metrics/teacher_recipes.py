@@ -68,7 +68,7 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
          "model.attention_dropout=0"],
     ),
     "hinge-gap-1500": (
-        "hinge-gap, 1,500 steps",
+        "hinge-gap, 1,500 steps: the shipped teacher.toml",
         [*_GAP, "train.warmup_steps=150", "train.eval_every=250", "train.save_every=250",
          "train.steps=1500", "model.max_length=128", "model.attention_dropout=0"],
     ),

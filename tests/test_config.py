@@ -185,3 +185,37 @@ def test_to_toml_is_parsed_by_tomllib():
     data = tomllib.loads(to_toml(Config()))
     assert data["objective"][0]["loss"] == "hinge"
     assert data["model"]["heads"]["score"]["kind"] == "score"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cranfield/teacher.toml",
+        "cranfield/finetune.toml",
+        "cranfield/rekindle.toml",
+        "nfcorpus/finetune.toml",
+        "nfcorpus/rekindle.toml",
+    ],
+)
+def test_shipped_training_configs_load_and_validate(name):
+    from rerank.rekindle.pretrain import RekindleConfig, _check
+
+    if name.endswith("rekindle.toml"):  # data.train is the cycle's (or --set's) to fill in
+        cfg = from_toml(ROOT / "data" / name, RekindleConfig)
+        _check(cfg)
+    else:
+        cfg = validate(from_toml(ROOT / "data" / name), source=name)
+    assert cfg.train.steps > 0 and cfg.objective
+
+
+@pytest.mark.parametrize(
+    "name", ["cranfield/cycle.toml", "cranfield/cycle_stacked.toml", "nfcorpus/cycle.toml"]
+)
+def test_shipped_cycle_configs_load(name):
+    from rerank.rekindle.cycle_config import load_cycle
+
+    cfg = load_cycle(ROOT / "data" / name)
+    assert Path(cfg.finetune.config).is_file() and Path(cfg.pretrain.config).is_file()
