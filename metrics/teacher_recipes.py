@@ -27,6 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tomllib
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "cranfield"
 BIN = ROOT / ".venv" / "bin"
@@ -88,18 +90,23 @@ def run(cmd: list[str], log: Path) -> None:
         sys.exit(f"{cmd[1]} failed (exit {done.returncode}); see {log}")
 
 
-def train_and_score(name: str, runs: Path) -> None:
+def train_and_score(name: str, runs: Path, *, train: bool = True) -> None:
     out = runs / name
     log = runs / f"{name}.log"
-    if not (out / "final" / "config.json").is_file():
+    if train and not (out / "final" / "config.json").is_file():
         sets = [f"train.output_dir={out}", "train.progress=false", *RECIPES[name][1]]
         cmd = [str(BIN / "rerank"), "train", "--config", str(DATA / "teacher.toml")]
         cmd += [x for s in sets for x in ("--set", s)]
         if (out / "checkpoint").is_dir():
             cmd.append("--resume")
         run(cmd, log)
-    if not (out / "test.run").is_file():
+    if not (out / "test.run").is_file() and (out / "best").is_dir():
+        # at the lengths the run trained with (a checkpoint of this version carries them
+        # and `rerank score` defaults to them; saying so keeps older checkpoints right)
+        model = tomllib.loads((out / "config.toml").read_text())["model"]
         cmd = [str(BIN / "rerank"), "score", "--model", str(out / "best")]
+        cmd += ["--max-length", str(model["max_length"])]
+        cmd += ["--max-query-length", str(model["max_query_length"])]
         run([*cmd, "--data", str(DATA / "test.parquet"), "--out", str(out / "test.run")], log)
 
 
@@ -183,13 +190,16 @@ def main() -> None:
     parser.add_argument("--runs", required=True, help="where the runs go (outside the repo)")
     parser.add_argument("--only", nargs="+", choices=list(RECIPES), help="run these recipes")
     parser.add_argument("--aggregate-only", action="store_true")
+    parser.add_argument(
+        "--no-train", action="store_true", help="score and aggregate what is trained"
+    )
     parser.add_argument("--note", action="append", default=[], help="a note for the markdown")
     args = parser.parse_args()
     runs = Path(args.runs).resolve()
     runs.mkdir(parents=True, exist_ok=True)
     if not args.aggregate_only:
         for name in args.only or RECIPES:
-            train_and_score(name, runs)
+            train_and_score(name, runs, train=not args.no_train)
     sys.path.insert(0, str(ROOT))
     from rerank.evaluation import evaluate_files
 

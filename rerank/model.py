@@ -35,6 +35,8 @@ from rerank.errors import RerankError
 log = logging.getLogger(__name__)
 
 HEADS_FILE = "rerank_heads.safetensors"
+INPUT_LENGTH_KEYS = ("max_length", "max_query_length")
+DEFAULT_MAX_LENGTH, DEFAULT_MAX_QUERY_LENGTH = 256, 64
 MLM_FILE = "rerank_mlm_head.safetensors"
 HeadKind = Literal["score", "classification", "regression"]
 
@@ -167,6 +169,10 @@ class RerankModel(nn.Module):
         )
         eps = float(getattr(cfg, "layer_norm_eps", 1e-12))
         self.mlm_head = MlmHead(cfg.hidden_size, cfg.vocab_size, eps) if mlm else None
+        # The input lengths the model was trained with ("max_length", "max_query_length"):
+        # saved in config.json and the defaults of pair_encoder(), so scoring sees what
+        # training saw unless told otherwise. Empty for a model rerank did not train.
+        self.input_lengths: dict[str, int] = {}
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -212,6 +218,7 @@ class RerankModel(nn.Module):
         if fresh:
             log.info("%s: primary head '%s' initialised fresh", path, primary)
         model = cls(encoder, tokenizer, primary=primary, specs=specs, mlm=mlm)
+        model.input_lengths = {k: int(saved[k]) for k in INPUT_LENGTH_KEYS if k in saved}
         model._load_sidecars(path, saved_specs)
         if num_layers is not None and num_layers != encoder.config.num_hidden_layers:
             stack_layers(model.encoder, num_layers)
@@ -285,7 +292,14 @@ class RerankModel(nn.Module):
             result["mlm"] = self.mlm_head(hidden[mlm_positions], emb)
         return result
 
-    def pair_encoder(self, *, max_length: int = 256, max_first_length: int = 64) -> PairEncoder:
+    def pair_encoder(
+        self, *, max_length: int | None = None, max_first_length: int | None = None
+    ) -> PairEncoder:
+        """The encoder of inputs; lengths default to the trained ones (else 256 / 64)."""
+        max_length = max_length or self.input_lengths.get("max_length", DEFAULT_MAX_LENGTH)
+        max_first_length = max_first_length or self.input_lengths.get(
+            "max_query_length", DEFAULT_MAX_QUERY_LENGTH
+        )
         return PairEncoder(self.tokenizer, max_length=max_length, max_first_length=max_first_length)
 
     # -- saving ---------------------------------------------------------------------
@@ -295,6 +309,7 @@ class RerankModel(nn.Module):
         cfg.rerank = {
             "primary": self.primary,
             "heads": {k: asdict(v) for k, v in self.specs.items()},
+            **self.input_lengths,
         }
         if self.specs[self.primary].kind == "score":
             # sentence-transformers' CrossEncoder applies a sigmoid to 1-label models by
@@ -302,7 +317,15 @@ class RerankModel(nn.Module):
             cfg.sentence_transformers = {"activation_fn": "torch.nn.modules.linear.Identity"}
         with atomic_path(path, is_dir=True) as tmp, quiet_transformers():
             self.encoder.save_pretrained(str(tmp))
-            self.tokenizer.save_pretrained(str(tmp))
+            # The tokenizer's model_max_length is what CrossEncoder(dir) truncates at:
+            # the trained length makes it score what `rerank score` scores.
+            kept = self.tokenizer.model_max_length
+            if "max_length" in self.input_lengths:
+                self.tokenizer.model_max_length = self.input_lengths["max_length"]
+            try:
+                self.tokenizer.save_pretrained(str(tmp))
+            finally:
+                self.tokenizer.model_max_length = kept
             if len(self.heads):
                 state = {
                     f"{n}.{k}": v.contiguous()

@@ -182,8 +182,8 @@ def score_frame(
     *,
     heads: Sequence[str] | None = None,
     batch_size: int = 64,
-    max_length: int = 256,
-    max_first_length: int = 64,
+    max_length: int | None = None,
+    max_first_length: int | None = None,
     max_tokens: int | None = None,
     precision: Precision = "fp32",
     progress: bool = False,
@@ -201,7 +201,9 @@ def score_frame(
     batch_size, max_tokens
         Batch limits (see :func:`plan_batches`).
     max_length, max_first_length
-        Truncation (see :class:`rerank.encoding.PairEncoder`).
+        Truncation (see :class:`rerank.encoding.PairEncoder`); ``None``: the lengths the
+        model was trained with (``config.json`` ``rerank.max_length`` and
+        ``rerank.max_query_length``), else 256 and 64.
     precision
         ``fp32``, ``bf16`` or ``auto`` (bf16 where the device computes it natively).
     progress
@@ -214,9 +216,9 @@ def score_frame(
         ``[n, len(heads)]`` with columns in ``heads`` order.
     """
     names = _check_heads(model, heads)
-    _check_max_length(model, max_length)
     texts = _text_columns(frame, None)
     encoder = model.pair_encoder(max_length=max_length, max_first_length=max_first_length)
+    _check_max_length(model, encoder.max_length)
     device = next(model.parameters()).device
     prec = resolve_precision(precision, device)
     with _eval_mode(model), progress_bar(texts.height, progress) as bar:
@@ -282,8 +284,8 @@ def score_file(
     out_path: str | os.PathLike[str],
     *,
     batch_size: int = 64,
-    max_length: int = 256,
-    max_first_length: int = 64,
+    max_length: int | None = None,
+    max_first_length: int | None = None,
     max_tokens: int | None = None,
     chunk_rows: int = 8192,
     heads: Sequence[str] | None = None,
@@ -307,7 +309,9 @@ def score_file(
     batch_size, max_tokens
         At most ``batch_size`` pairs and (if given) ``max_tokens`` padded tokens a batch.
     max_length, max_first_length
-        Truncation, as in training (:class:`rerank.encoding.PairEncoder`).
+        Truncation (:class:`rerank.encoding.PairEncoder`); ``None``: the lengths the model
+        was trained with (``config.json`` ``rerank.max_length`` / ``max_query_length``),
+        else 256 and 64.
     chunk_rows
         Rows read, tokenized and length-sorted at a time (memory ~ ``chunk_rows``).
     heads
@@ -331,16 +335,16 @@ def score_file(
             raise RerankError(f"{name}: expected a positive integer, got {value}")
     if max_tokens is not None and max_tokens < 1:
         raise RerankError(f"max_tokens: expected a positive integer, got {max_tokens}")
-    if max_length < 8:
+    if max_length is not None and max_length < 8:
         raise RerankError(f"max_length: expected at least 8 tokens, got {max_length}")
     fmt = output_format(out_path, n_heads=len(heads) if heads else 1)
     lazy, source = scan_pairs(data_path)
     dev = _device(device)
     model = load_scoring_model(model_dir, device=dev)
     names = _check_heads(model, heads)
-    _check_max_length(model, max_length)
     prec = resolve_precision(precision, dev)
     encoder = model.pair_encoder(max_length=max_length, max_first_length=max_first_length)
+    _check_max_length(model, encoder.max_length)
     columns = list(names) if heads else ["score"]
 
     def score_chunk(chunk: pl.DataFrame, bar: Any) -> pl.DataFrame:

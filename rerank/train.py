@@ -237,6 +237,10 @@ def _train(
     ckpt.seed_everything(tc.seed)
     mlm = has_mlm if cfg.model.mlm == "auto" else bool(cfg.model.mlm)
     model = build_model(cfg, Path(source), mlm=mlm).to(dist.device)
+    model.input_lengths = {
+        "max_length": cfg.model.max_length,
+        "max_query_length": cfg.model.max_query_length,
+    }
     model.train()
     encoder = model.pair_encoder(
         max_length=cfg.model.max_length, max_first_length=cfg.model.max_query_length

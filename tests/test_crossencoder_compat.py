@@ -85,3 +85,52 @@ def test_crossencoder_predict_gives_rerank_scores(ranking_dir, rerank_scores, mo
     got = ce.predict(documents(ranking_dir), batch_size=2, show_progress_bar=False)
     np.testing.assert_allclose(got, rerank_scores, atol=1e-5)
     assert (np.abs(rerank_scores) > 0.5).any()  # not squashed into (0, 1) by a sigmoid
+
+
+def test_trained_lengths_are_saved_and_are_the_scoring_defaults(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """A model carries the lengths it was trained with: `rerank score` and a plain
+    ``CrossEncoder(dir)`` both truncate long inputs there, and give the same scores."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(2)
+    model = RerankModel.from_pretrained(tiny_model_dir)
+    model.input_lengths = {"max_length": 24, "max_query_length": 8}
+    with torch.no_grad():  # spread the scores of the random model so that inputs tell apart
+        model.encoder.classifier.weight.mul_(1000.0)
+    model.save_pretrained(tmp_path / "m")
+    loaded = RerankModel.from_pretrained(tmp_path / "m")
+    assert loaded.input_lengths == {"max_length": 24, "max_query_length": 8}
+    assert loaded.pair_encoder().max_length == 24
+    assert model.tokenizer.model_max_length != 24  # the in-memory tokenizer is left alone
+
+    long = " ".join(["heat transfer in a laminar flow over the wing"] * 6)
+    rows = [
+        ("q1", f"d{i}", "flow of heat", "boundary layer", long[: 40 * (i + 1)]) for i in range(4)
+    ]
+    frame = pl.DataFrame(
+        rows, schema=["query_id", "doc_id", "query", "title", "summary"], orient="row"
+    )
+    frame.write_parquet(tmp_path / "pairs.parquet")
+    score_file(tmp_path / "m", tmp_path / "pairs.parquet", tmp_path / "s.parquet", precision="fp32")
+    ours = pl.read_parquet(tmp_path / "s.parquet")["score"].to_numpy()
+    encoded = loaded.pair_encoder().encode([r[2] for r in rows], [[r[3], r[4]] for r in rows])
+    assert max(len(x) for x in encoded.input_ids) == 24  # the long inputs were truncated
+
+    ce = CrossEncoder(str(tmp_path / "m"), device="cpu")  # no max_length given
+    join = loaded.pair_encoder().join_parts
+    got = ce.predict([(r[2], join([r[3], r[4]])) for r in rows], show_progress_bar=False)
+    np.testing.assert_allclose(got, ours, rtol=1e-4, atol=1e-4)
+    score_file(
+        tmp_path / "m",
+        tmp_path / "pairs.parquet",
+        tmp_path / "s64.parquet",
+        max_length=64,
+        precision="fp32",
+    )
+    longer = pl.read_parquet(tmp_path / "s64.parquet")["score"].to_numpy()
+    # an explicit length still wins, and the untruncated scores are far outside the
+    # tolerance above: CrossEncoder did truncate at the trained 24 tokens
+    assert np.abs(longer - ours).max() > 1e-3

@@ -127,6 +127,16 @@ def test_bf16_cpu_training_saves_a_plain_hf_model(tiny_model_dir, train_file, tm
     result = train(cfg)
     config = json.loads((result.final_dir / "config.json").read_text())
     assert not any("attn" in key for key in config)  # the fp32-attention switch is not saved
+    # the trained input lengths travel with the model (scoring defaults to them)
+    lengths = {k: config["rerank"][k] for k in ("max_length", "max_query_length")}
+    assert lengths == {
+        "max_length": cfg.model.max_length,
+        "max_query_length": cfg.model.max_query_length,
+    }
+    assert (
+        json.loads((result.final_dir / "tokenizer_config.json").read_text())["model_max_length"]
+        == cfg.model.max_length
+    )
     model = AutoModelForSequenceClassification.from_pretrained(str(result.final_dir))
     assert model.config._attn_implementation == "sdpa"
 

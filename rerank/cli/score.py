@@ -44,8 +44,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--max-length",
         type=int,
-        default=256,
-        help="tokens per pair, special tokens included (default: %(default)s)",
+        default=None,
+        help="tokens per pair, special tokens included (default: the length the model was "
+        "trained with, else 256)",
+    )
+    parser.add_argument(
+        "--max-query-length",
+        type=int,
+        default=None,
+        help="tokens kept of the query (default: as trained, else 64)",
     )
     parser.add_argument(
         "--precision",
@@ -98,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_tokens=args.max_tokens,
         max_length=args.max_length,
+        max_first_length=args.max_query_length,
         chunk_rows=args.chunk_rows,
         heads=heads,
         precision=args.precision,
