@@ -161,8 +161,9 @@ def markdown(record: dict) -> str:
         f"# {record['name']}: knowledge rekindle, {n} seeds",
         "",
         f"Mean ± sample standard deviation over seeds {', '.join(map(str, record['seeds']))} "
-        "(PNR = concordant / discordant pairs; the eval split selects, the test split is "
-        "only reported).",
+        "(PNR = concordant / discordant pairs). Nothing is chosen on the test split; the "
+        "eval split chooses only where the fine-tune recipe evaluates during training "
+        "(`train.eval_every` > 0; the shipped cycle recipes evaluate the final model).",
         "",
         "| model | " + " | ".join(f"{s} {m}" for s, m in cols) + " |",
         "|---|" + "---:|" * len(cols),

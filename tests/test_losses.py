@@ -86,7 +86,7 @@ def test_hinge_ndcg_weight_is_the_ndcg_change_of_a_swap():
 
     def ndcg(scores, labels):
         order = np.argsort(-scores, kind="stable")
-        gains = 2.0 ** labels - 1
+        gains = 2.0**labels - 1
         disc = 1 / np.log2(np.arange(2, len(labels) + 2))
         return (gains[order] * disc).sum() / (np.sort(gains)[::-1] * disc).sum()
 
