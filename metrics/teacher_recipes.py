@@ -30,6 +30,7 @@ from pathlib import Path
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 DATA = ROOT / "data" / "cranfield"
 BIN = ROOT / ".venv" / "bin"
 MEASURES = ["pnr", "ndcg@10", "map"]
@@ -111,7 +112,6 @@ def train_and_score(name: str, runs: Path, *, train: bool = True) -> None:
 
 
 def test_figures(path: Path) -> dict[str, float]:
-    sys.path.insert(0, str(ROOT))
     from rerank.evaluation import evaluate_files
 
     report = evaluate_files(DATA / "test.parquet", path, measures=MEASURES)
@@ -200,7 +200,6 @@ def main() -> None:
     if not args.aggregate_only:
         for name in args.only or RECIPES:
             train_and_score(name, runs, train=not args.no_train)
-    sys.path.insert(0, str(ROOT))
     from rerank.evaluation import evaluate_files
 
     bm25 = {
