@@ -127,7 +127,9 @@ class PairEncoder:
     def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         cap = self.max_length * _MAX_CHARS_PER_TOKEN
         clipped = [t[:cap] if t else "" for t in texts]
-        return self.tokenizer(clipped, add_special_tokens=False)["input_ids"]
+        # verbose=False: the tokenizer would warn that texts exceed model_max_length; the
+        # truncation policy above cuts them, so the warning is noise
+        return self.tokenizer(clipped, add_special_tokens=False, verbose=False)["input_ids"]
 
     def encode(
         self, first: Sequence[str], second: Sequence[Sequence[str]] | None = None

@@ -35,7 +35,7 @@ import torch
 
 from rerank.encoding import PairEncoder
 from rerank.errors import RerankError, input_error
-from rerank.model import RerankModel, quiet_transformers
+from rerank.model import RerankModel
 from rerank.precision import Precision, inference_precision, resolve_precision
 from rerank.streaming import output_format, progress_bar, scan_pairs, stream_scores
 
@@ -114,12 +114,10 @@ def _score_encoded(
     out = np.empty((n, len(heads)), dtype=np.float32)
     if n == 0:
         return out
-    # quiet: the tokenizer warns about texts longer than the model; PairEncoder truncates them
-    with quiet_transformers():
-        encoded = encoder.encode(
-            texts.get_column("query").to_list(),
-            list(zip(texts["title"].to_list(), texts["summary"].to_list(), strict=True)),
-        )
+    encoded = encoder.encode(
+        texts.get_column("query").to_list(),
+        list(zip(texts["title"].to_list(), texts["summary"].to_list(), strict=True)),
+    )
     device = next(model.parameters()).device
     with inference_precision(model, precision):
         for index in plan_batches(encoded.lengths(), batch_size=batch_size, max_tokens=max_tokens):
