@@ -33,7 +33,7 @@ __all__ = [
     "mlm_transform",
     "read_train_frame",
     "use_bf16",
-    "use_fp32_cpu_attention",
+    "use_cpu_attention",
 ]
 
 # -- setup ------------------------------------------------------------------------------
@@ -83,33 +83,27 @@ def use_bf16(setting: bool | str, device: torch.device) -> bool:
     return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
 
 
-def _fp32_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kw: Any):
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+def use_cpu_attention(model: Any) -> bool:
+    """On CPU, compute self-attention with :func:`rerank.attention.hf_attention`.
 
-    dtype = query.dtype
-    with torch.autocast("cpu", enabled=False):
-        out, weights = sdpa_attention_forward(
-            module, query.float(), key.float(), value.float(), attention_mask, **kw
-        )
-    return out.to(dtype), weights
-
-
-def use_fp32_cpu_attention(model: Any) -> bool:
-    """Under CPU bf16 autocast, run attention in fp32 (linear layers stay bf16).
-
-    PyTorch's CPU SDPA kernel is about 3x slower in bf16 than in fp32 for BERT-sized
-    heads (fwd+bwd, [16, 12, 128, 32], 1 thread: 0.60 s vs 0.20 s here), while bf16
-    linear layers are about 3x faster than fp32 ones; this keeps the best of both.
+    Two reasons. (1) Under CPU bf16 autocast attention runs in fp32 (linear layers stay
+    bf16): PyTorch's CPU SDPA kernel is about 3x slower in bf16 than in fp32 for BERT-sized
+    heads (fwd+bwd, [16, 12, 128, 32], 1 thread: 0.60 s vs 0.20 s here), while bf16 linear
+    layers are about 3x faster than fp32 ones. (2) With attention dropout in training, SDPA
+    falls back to an unfused path that is several times slower than without dropout;
+    :func:`rerank.attention.dropout_attention` computes the same in cache-sized chunks.
     Registered as a Hugging Face attention implementation (not saved in config.json).
-    Returns whether the model's attention was switched.
+    Returns whether the model's attention was switched (only SDPA models are).
     """
     from transformers import AttentionInterface
+
+    from rerank.attention import hf_attention
 
     encoder = model.encoder
     if getattr(encoder.config, "_attn_implementation", None) != "sdpa":
         return False
-    AttentionInterface.register("rerank_sdpa_fp32", _fp32_sdpa)
-    encoder.set_attn_implementation("rerank_sdpa_fp32")
+    AttentionInterface.register("rerank_cpu", hf_attention)
+    encoder.set_attn_implementation("rerank_cpu")
     return True
 
 

@@ -53,7 +53,7 @@ from rerank._train_setup import (
     make_optimizer,
     mlm_transform,
     use_bf16,
-    use_fp32_cpu_attention,
+    use_cpu_attention,
 )
 from rerank.batching import Batch, GroupedData, Transform
 from rerank.config import Config, to_toml, validate, write_config
@@ -274,8 +274,8 @@ def _train(
     if tc.eval_every and eval_frame is None and evaluator is None and dist.main:
         log.warning("train.eval_every is set but there is no eval data (data.eval): no evaluation")
     bf16 = use_bf16(tc.bf16, dist.device)
-    if bf16 and dist.device.type == "cpu":
-        use_fp32_cpu_attention(model)
+    if dist.device.type == "cpu":
+        use_cpu_attention(model)
     if evaluator is None and eval_data is not None:
         evaluator = lambda m: evaluate_ranking(m, eval_data, cfg, bf16)  # noqa: E731
     if not dist.main:

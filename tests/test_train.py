@@ -142,7 +142,7 @@ def test_bf16_cpu_training_saves_a_plain_hf_model(tiny_model_dir, train_file, tm
 
 
 def test_fp32_attention_under_cpu_bf16_autocast_matches_sdpa(tiny_model_dir):
-    from rerank._train_setup import use_fp32_cpu_attention
+    from rerank._train_setup import use_cpu_attention
     from rerank.model import RerankModel
 
     torch.manual_seed(0)
@@ -154,9 +154,9 @@ def test_fp32_attention_under_cpu_bf16_autocast_matches_sdpa(tiny_model_dir):
     x["attention_mask"][0, 8:] = 0
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         before = model(**x)["score"]
-        assert use_fp32_cpu_attention(model)
+        assert use_cpu_attention(model)
         after = model(**x)["score"]
-    assert model.encoder.config._attn_implementation == "rerank_sdpa_fp32"
+    assert model.encoder.config._attn_implementation == "rerank_cpu"
     assert torch.allclose(before, after, atol=0.05)
 
 
