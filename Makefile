@@ -40,6 +40,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/evaluate_cli.py
 	$(BIN)/python benchmarks/score.py
 	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/attention.py
 
 check: $(STAMP)
 	$(BIN)/ruff check rerank tests benchmarks data
