@@ -75,6 +75,16 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
         [*_GAP, "train.warmup_steps=150", "train.eval_every=250", "train.save_every=250",
          "train.steps=1500", "model.max_length=128", "model.attention_dropout=0"],
     ),
+    "hinge-gap-3000": (
+        "hinge-gap, 3,000 steps (the 1,500-step eval curve was still rising)",
+        [*_GAP, "train.warmup_steps=300", "train.eval_every=250", "train.save_every=250",
+         "train.steps=3000", "model.max_length=128", "model.attention_dropout=0"],
+    ),
+    "hinge-gap-3000-dropout": (
+        "as 'hinge-gap-3000' with the checkpoint's attention dropout (0.1) against over-fitting",
+        [*_GAP, "train.warmup_steps=300", "train.eval_every=250", "train.save_every=250",
+         "train.steps=3000", "model.max_length=128", "model.attention_dropout=-1"],
+    ),
 }  # fmt: skip
 
 
