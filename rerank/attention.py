@@ -135,8 +135,11 @@ def dropout_attention(
     dtype = query.dtype
     work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
     q, k, v = (t.to(work).contiguous() for t in (query, key, value))
-    if attn_mask is not None and attn_mask.dtype != torch.bool:
-        attn_mask = attn_mask.to(work)
+    if attn_mask is not None:
+        while attn_mask.dim() < 4:  # [n, m] or [h, n, m]: broadcast over the batch
+            attn_mask = attn_mask.unsqueeze(0)
+        if attn_mask.dtype != torch.bool:
+            attn_mask = attn_mask.to(work)
     return _DropoutAttention.apply(q, k, v, attn_mask, float(p), float(scale)).to(dtype)
 
 

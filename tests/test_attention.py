@@ -21,10 +21,12 @@ def masks(b=3, n=5, m=5):
     additive[1, ..., 3:] = float("-inf")  # row 1: its last two keys are padding
     allowed = torch.ones(b, 1, n, m, dtype=torch.bool)
     allowed[1, ..., 3:] = False
-    return {"none": None, "additive": additive, "bool": allowed}
+    square = torch.zeros(n, m, dtype=torch.double)  # 2-D: the same for every batch row
+    square[:, 0] = float("-inf")
+    return {"none": None, "additive": additive, "bool": allowed, "2d": square}
 
 
-@pytest.mark.parametrize("kind", ["none", "additive", "bool"])
+@pytest.mark.parametrize("kind", ["none", "additive", "bool", "2d"])
 def test_without_dropout_equals_sdpa_forward_and_backward(kind):
     q, k, v = qkv()
     mask = masks()[kind]
