@@ -242,9 +242,7 @@ def _train(
         "max_query_length": cfg.model.max_query_length,
     }
     model.train()
-    encoder = model.pair_encoder(
-        max_length=cfg.model.max_length, max_first_length=cfg.model.max_query_length
-    )
+    encoder = model.pair_encoder()  # the input lengths just set
     if has_mlm and transform is None:
         transform = mlm_transform(model, cfg)
     data = GroupedData.from_frame(
