@@ -113,40 +113,73 @@ def final_eval(out: Path) -> dict[str, float] | None:
     return {m: float(evals[-1][m]) for m in ("pnr", "ndcg@10")} if evals else None
 
 
-def summarise(runs: Path, fold0: Path, k: int, recipes: list[str]) -> dict:
+def bm25_folds(runs: Path, folds: list[tuple[Path, Path]], shared: Path) -> list[dict]:
+    """BM25's held-out PNR / nDCG@10 per fold (fold 0: the shipped eval run).
+
+    Folds 1.. are scored with the index ``data/cranfield/prepare.py`` builds from ``shared``
+    (the same BM25 that made the shipped runs); None where ``shared`` is missing.
+    """
+    from rerank.evaluation import evaluate_files
+
+    sys.path.insert(0, str(DATA))
+    from prepare import bm25_run, load  # data/cranfield/prepare.py
+
+    runs_ = [(DATA / "eval.parquet", DATA / "bm25_eval.run")]
+    runs_ += [
+        (held, runs / f"fold{i}" / "bm25_heldout.run") for i, (_, held) in enumerate(folds, 1)
+    ]
+    if not all(run.is_file() for _, run in runs_[1:]):
+        if not (shared / "docs.jsonl").is_file():
+            return []
+        from rerank.data import write_table
+        from rerank.retrieval import Bm25Index
+
+        index = Bm25Index.build(load(shared)[0])
+        for held, run in runs_[1:]:
+            write_table(bm25_run(index, pl.read_parquet(held)), run, tag="bm25")
+    out = []
+    for held, run in runs_:
+        report = evaluate_files(held, run, measures=["pnr", "ndcg@10"])
+        out.append({m: float(report.aggregate[m]) for m in ("pnr", "ndcg@10")})
+    return out
+
+
+def _stats(vals: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(vals) if vals else None,
+        "sd": statistics.stdev(vals) if len(vals) > 1 else None,
+    }
+
+
+def _paired(folds: list, base: list) -> dict:
+    diffs = [
+        f["ndcg@10"] - b["ndcg@10"]
+        for f, b in zip(folds, base, strict=True)
+        if f is not None and b is not None
+    ]
+    return {**_stats(diffs), "wins": sum(d > 0 for d in diffs), "folds": len(diffs)}
+
+
+def summarise(runs: Path, fold0: Path, k: int, recipes: list[str], bm25: list[dict]) -> dict:
     rows = {}
     for recipe in recipes:
         dirs = [fold0 / recipe] + [runs / f"fold{i}" / recipe for i in range(1, k)]
         per_fold = [final_eval(d) for d in dirs]
         done = [f for f in per_fold if f is not None]
         row: dict = {"folds": per_fold, "what": RECIPES[recipe][0]}
-        for m in ("pnr", "ndcg@10"):
-            vals = [f[m] for f in done]
-            row[m] = {
-                "mean": statistics.fmean(vals) if vals else None,
-                "sd": statistics.stdev(vals) if len(vals) > 1 else None,
-            }
+        row |= {m: _stats([f[m] for f in done]) for m in ("pnr", "ndcg@10")}
+        if bm25:
+            row["vs_bm25"] = _paired(per_fold, bm25)
         rows[recipe] = row
     # paired by fold against the first recipe (the one teacher.toml shipped before)
-    base = rows[recipes[0]]["folds"]
     for recipe in recipes[1:]:
-        pairs = [
-            (f["ndcg@10"], b["ndcg@10"])
-            for f, b in zip(rows[recipe]["folds"], base, strict=True)
-            if f is not None and b is not None
-        ]
-        diffs = [a - b for a, b in pairs]
-        rows[recipe]["vs_first"] = {
-            "mean": statistics.fmean(diffs) if diffs else None,
-            "sd": statistics.stdev(diffs) if len(diffs) > 1 else None,
-            "wins": sum(d > 0 for d in diffs),
-            "folds": len(diffs),
-        }
+        rows[recipe]["vs_first"] = _paired(rows[recipe]["folds"], rows[recipes[0]]["folds"])
     complete = [r for r in recipes if all(f is not None for f in rows[r]["folds"])]
     chosen = (
         max(complete, key=lambda r: rows[r]["ndcg@10"]["mean"]) if complete == recipes else None
     )
-    return {"recipes": rows, "chosen": chosen}
+    bm25_row = {"folds": bm25} | {m: _stats([f[m] for f in bm25]) for m in ("pnr", "ndcg@10")}
+    return {"recipes": rows, "bm25": bm25_row if bm25 else None, "chosen": chosen}
 
 
 def markdown(record: dict) -> str:
@@ -168,8 +201,9 @@ def markdown(record: dict) -> str:
         "",
         "| recipe | "
         + " | ".join(f"fold {i} nDCG@10" for i in range(k))
-        + f" | mean nDCG@10 (sd) | mean PNR (sd) | nDCG@10 - {first} (sd), folds won |",
-        "|---|" + "---:|" * (k + 3),
+        + f" | mean nDCG@10 (sd) | mean PNR (sd) | nDCG@10 - {first} (sd), folds won "
+        "| nDCG@10 - BM25 (sd), folds won |",
+        "|---|" + "---:|" * (k + 4),
     ]
 
     def cell(stat: dict) -> str:
@@ -177,17 +211,22 @@ def markdown(record: dict) -> str:
             return "-"
         return f"{stat['mean']:.4f}" + (f" ({stat['sd']:.4f})" if stat["sd"] is not None else "")
 
-    for name, r in record["recipes"].items():
+    def paired(vs: dict | None) -> str:
+        if not vs or vs["mean"] is None:
+            return "-"
+        sd = f" ({vs['sd']:.4f})" if vs["sd"] is not None else ""
+        return f"{vs['mean']:+.4f}{sd}, {vs['wins']}/{vs['folds']}"
+
+    rows = dict(record["recipes"])
+    if record.get("bm25"):
+        rows = {"BM25 (first stage)": record["bm25"]} | rows
+    for name, r in rows.items():
         folds = [f"{f['ndcg@10']:.4f}" if f else "running" for f in r["folds"]]
-        vs = r.get("vs_first")
-        paired = "-"
-        if vs and vs["mean"] is not None:
-            paired = f"{vs['mean']:+.4f}" + (f" ({vs['sd']:.4f})" if vs["sd"] is not None else "")
-            paired += f", {vs['wins']}/{vs['folds']}"
         lines.append(
             f"| {name} | "
             + " | ".join(folds)
-            + f" | {cell(r['ndcg@10'])} | {cell(r['pnr'])} | {paired} |"
+            + f" | {cell(r['ndcg@10'])} | {cell(r['pnr'])} | {paired(r.get('vs_first'))} "
+            f"| {paired(r.get('vs_bm25'))} |"
         )
     lines += [""]
     chosen = record["chosen"]
@@ -209,6 +248,11 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--fold-seed", type=int, default=0)
     parser.add_argument("--recipes", nargs="+", default=CANDIDATES, choices=list(RECIPES))
+    parser.add_argument(
+        "--shared",
+        default=str(ROOT.parent / "shared" / "data" / "cranfield"),
+        help="the Cranfield collection for BM25 on folds 1.. (no BM25 row without it)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (1 thread each)")
     parser.add_argument("--aggregate-only", action="store_true")
     parser.add_argument("--note", action="append", default=[], help="a note for the markdown")
@@ -234,7 +278,9 @@ def main() -> None:
         "host": f"{os.cpu_count()} CPU cores, {args.jobs} runs at once, 1 torch thread each",
         "folds": args.folds,
         "fold_seed": args.fold_seed,
-        **summarise(runs, fold0, args.folds, args.recipes),
+        **summarise(
+            runs, fold0, args.folds, args.recipes, bm25_folds(runs, folds, Path(args.shared))
+        ),
         "notes": args.note,
     }
     from rerank.atomic import atomic_path
