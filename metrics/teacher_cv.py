@@ -275,7 +275,8 @@ def main() -> None:
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "commit": git("rev-parse", "--short", "HEAD"),
         "date": dt.date.today().isoformat(),
-        "host": f"{os.cpu_count()} CPU cores, {args.jobs} runs at once, 1 torch thread each",
+        "host": f"{os.cpu_count()} CPU cores, {args.jobs} run(s) at once, "
+        f"{1 if args.jobs > 1 else os.cpu_count()} torch thread(s) each",
         "folds": args.folds,
         "fold_seed": args.fold_seed,
         **summarise(
