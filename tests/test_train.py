@@ -435,17 +435,19 @@ def test_resume_after_sigkill_matches_unbroken_run(tiny_model_dir, train_file, t
 def test_ddp_two_processes_on_cpu(tiny_model_dir, train_file, tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(
-        "import json, sys\n"
+        "import json, os, pathlib, sys\n"
         "from rerank.config import Config, apply_overrides\n"
         "from rerank.train import train\n"
-        "cfg = apply_overrides(Config(), sys.argv[1:])\n"
+        "cfg = apply_overrides(Config(), sys.argv[2:])\n"
         "r = train(cfg)\n"
-        "print(json.dumps({'steps': r.steps, 'final': str(r.final_dir)}))\n"
+        "# a file a rank: the two processes' stdout lines can interleave\n"
+        "result = pathlib.Path(sys.argv[1]) / f\"rank{os.environ['RANK']}.json\"\n"
+        "result.write_text(json.dumps({'steps': r.steps, 'final': str(r.final_dir)}))\n"
     )
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        str(script), f"model.path={tiny_model_dir}", f"data.train={train_file}",
+        str(script), str(tmp_path), f"model.path={tiny_model_dir}", f"data.train={train_file}",
         f"train.output_dir={out}", "model.max_length=32", "data.list_size=4",
         "data.groups_per_batch=2", "train.steps=3", "train.bf16=false", "train.num_threads=1",
         "train.progress=false", "train.log_every=1", "train.save_every=3",
@@ -453,7 +455,7 @@ def test_ddp_two_processes_on_cpu(tiny_model_dir, train_file, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    results = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert len(results) == 2 and all(r["steps"] == 3 for r in results)
     assert {r["final"] for r in results} == {"None", str(out / "final")}  # rank 0 writes
     lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
