@@ -42,7 +42,14 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "metrics"))
-from teacher_recipes import BIN, DATA, RECIPES, git  # noqa: E402
+from teacher_recipes import (  # noqa: E402
+    DATA,
+    RECIPES,
+    command_line,
+    git,
+    train_command,
+    write_record,
+)
 
 CANDIDATES = ["hinge-gap-1500", "hinge-gap-3000", "hinge-gap-3000-dropout"]
 
@@ -81,14 +88,9 @@ def train(out: Path, recipe: str, data: tuple[Path, Path] | None, threads: int) 
     if (out / "final" / "config.json").is_file():
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    sets = [f"train.output_dir={out}", "train.progress=false", *RECIPES[recipe][1]]
-    if data is not None:
-        # evaluate the held-out part once, at the last step (eval_every = 0)
-        sets += [f"data.train={data[0]}", f"data.eval={data[1]}", "train.eval_every=0"]
-    cmd = [str(BIN / "rerank"), "train", "--config", str(DATA / "teacher.toml")]
-    cmd += [x for s in sets for x in ("--set", s)]
-    if (out / "checkpoint").is_dir():
-        cmd.append("--resume")
+    # evaluate the held-out part once, at the last step (eval_every = 0)
+    extra = [f"data.train={data[0]}", f"data.eval={data[1]}", "train.eval_every=0"] if data else []
+    cmd = train_command(out, recipe, extra)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     log = out.parent / f"{out.name}.log"
     with log.open("a") as f:
@@ -258,6 +260,7 @@ def main() -> None:
     parser.add_argument("--note", action="append", default=[], help="a note for the markdown")
     args = parser.parse_args()
     runs, fold0 = Path(args.runs).resolve(), Path(args.fold0).resolve()
+    threads = 1 if args.jobs > 1 else (os.cpu_count() or 1)
     folds = make_folds(runs, args.folds, args.fold_seed)
     if not args.aggregate_only:
         jobs = [(fold0 / r, r, None) for r in args.recipes]
@@ -267,16 +270,15 @@ def main() -> None:
         # the first two recipes' runs before the others' (so that a stopped session leaves a
         # complete pairwise comparison), longest first within, so the workers finish together
         jobs.sort(key=lambda j: (args.recipes.index(j[1]) >= 2, -steps(j[1])))
-        threads = 1 if args.jobs > 1 else (os.cpu_count() or 1)
         with ThreadPoolExecutor(args.jobs) as pool:
             for f in [pool.submit(train, out, r, d, threads) for out, r, d in jobs]:
                 f.result()
     record = {
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "command": command_line(),
         "commit": git("rev-parse", "--short", "HEAD"),
         "date": dt.date.today().isoformat(),
         "host": f"{os.cpu_count()} CPU cores, {args.jobs} run(s) at once, "
-        f"{1 if args.jobs > 1 else os.cpu_count()} torch thread(s) each",
+        f"{threads} torch thread(s) each",
         "folds": args.folds,
         "fold_seed": args.fold_seed,
         **summarise(
@@ -284,13 +286,7 @@ def main() -> None:
         ),
         "notes": args.note,
     }
-    from rerank.atomic import atomic_path
-
-    out = ROOT / "metrics" / "cranfield_teacher_cv"
-    for suffix, text in ((".json", json.dumps(record, indent=2) + "\n"), (".md", markdown(record))):
-        with atomic_path(out.with_suffix(suffix)) as tmp:
-            tmp.write_text(text)
-    print(markdown(record))
+    write_record("cranfield_teacher_cv", record, markdown(record))
 
 
 if __name__ == "__main__":

@@ -101,16 +101,36 @@ def run(cmd: list[str], log: Path) -> None:
         sys.exit(f"{cmd[1]} failed (exit {done.returncode}); see {log}")
 
 
+def train_command(out: Path, name: str, extra: list[str] | None = None) -> list[str]:
+    """``rerank train`` of recipe ``name`` into ``out`` (``extra``: more ``--set`` overrides,
+    applied last); ``--resume`` when ``out`` holds a checkpoint."""
+    sets = [f"train.output_dir={out}", "train.progress=false", *RECIPES[name][1], *(extra or [])]
+    cmd = [str(BIN / "rerank"), "train", "--config", str(DATA / "teacher.toml")]
+    cmd += [x for s in sets for x in ("--set", s)]
+    return [*cmd, "--resume"] if (out / "checkpoint").is_dir() else cmd
+
+
+def command_line() -> str:
+    """How this script was run, for the record."""
+    return "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+
+
+def write_record(name: str, record: dict, text: str) -> None:
+    """``metrics/<name>.json`` (``record``) and ``metrics/<name>.md`` (``text``), atomically."""
+    from rerank.atomic import atomic_path
+
+    out = ROOT / "metrics" / name
+    for suffix, body in ((".json", json.dumps(record, indent=2) + "\n"), (".md", text)):
+        with atomic_path(out.with_suffix(suffix)) as tmp:
+            tmp.write_text(body)
+    print(text)
+
+
 def train_and_score(name: str, runs: Path, *, train: bool = True) -> None:
     out = runs / name
     log = runs / f"{name}.log"
     if train and not (out / "final" / "config.json").is_file():
-        sets = [f"train.output_dir={out}", "train.progress=false", *RECIPES[name][1]]
-        cmd = [str(BIN / "rerank"), "train", "--config", str(DATA / "teacher.toml")]
-        cmd += [x for s in sets for x in ("--set", s)]
-        if (out / "checkpoint").is_dir():
-            cmd.append("--resume")
-        run(cmd, log)
+        run(train_command(out, name), log)
     if not (out / "test.run").is_file() and (out / "best").is_dir():
         # at the lengths the run trained with (a checkpoint of this version carries them
         # and `rerank score` defaults to them; saying so keeps older checkpoints right)
@@ -223,7 +243,7 @@ def main() -> None:
         for split in ("eval", "test")
     }
     record = {
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "command": command_line(),
         "commit": git("rev-parse", "--short", "HEAD"),
         "date": dt.date.today().isoformat(),
         "host": f"{os.cpu_count()} CPU cores, 1 torch thread per run (OMP_NUM_THREADS=1), "
@@ -232,13 +252,7 @@ def main() -> None:
         "recipes": collect(runs),
         "notes": args.note,
     }
-    from rerank.atomic import atomic_path
-
-    out = ROOT / "metrics" / "cranfield_teacher"
-    for suffix, text in ((".json", json.dumps(record, indent=2) + "\n"), (".md", markdown(record))):
-        with atomic_path(out.with_suffix(suffix)) as tmp:
-            tmp.write_text(text)
-    print(markdown(record))
+    write_record("cranfield_teacher", record, markdown(record))
 
 
 if __name__ == "__main__":
