@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import build_tiny_bert
+from conftest import approx_nested, build_tiny_bert
 
 from rerank.errors import RerankError
 from rerank.rekindle.cycle import load_cycle, run_cycle
@@ -228,8 +228,9 @@ def test_killed_cycle_resumes_to_the_same_report(tmp_path):
     resumed = run_cycle(load_cycle(config, overrides))
     assert "teacher" not in resumed["stages_run"] and "pairs" not in resumed["stages_run"]
     assert "pretrain[kd+mlm]" in resumed["stages_run"]
-    assert resumed["results"] == expected["results"]
-    assert resumed["pretraining"] == expected["pretraining"]
+    # a separate process: scores may differ in the last bits (see conftest.SCORE_TOL)
+    assert resumed["results"] == approx_nested(expected["results"])
+    assert resumed["pretraining"] == approx_nested(expected["pretraining"])
 
 
 def test_student_fine_tune_is_the_teacher_recipe_but_the_init(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import build_tiny_bert
+from conftest import assert_same_training, build_tiny_bert
 from safetensors.torch import load_file
 
 from rerank.cli import main
@@ -102,11 +102,13 @@ def test_uegp_trains_on_teacher_scores_with_fresh_mlm_head(setup, tmp_path, capl
     assert store.columns[-1] == "teacher:t1" and store.height == 30
     records = log_records(tmp_path / "run")
     assert {"loss/0:pointwise_mse", "loss/1:pairwise_mse", "loss/2:mlm"} <= set(records[0])
-    # the student does not start from the teacher: its initial encoder differs
+    # pre-training moved the encoder, starting from the student, not from the teacher
     student = load_file(str(setup / "student" / "model.safetensors"))
     teacher = load_file(str(setup / "teacher1" / "model.safetensors"))
     key = "embeddings.word_embeddings.weight"
-    assert not torch.equal(student[key], teacher[f"bert.{key}"])
+    trained = load_file(str(final / "model.safetensors"))[f"bert.{key}"]
+    assert (trained - student[key]).abs().max() > 1e-4  # Adam moves weights by ~lr = 1e-3
+    assert (trained - student[key]).norm() < (trained - teacher[f"bert.{key}"]).norm()
 
 
 def test_moegp_two_teachers_two_heads(setup, tmp_path):
@@ -188,7 +190,8 @@ def test_ablations_are_objectives(setup, tmp_path):
         ablate(cfg, "kd-only")
 
 
-def test_snapshots_and_resume_match_an_unbroken_run(setup, tmp_path):
+@pytest.mark.parametrize("exact", [False, pytest.param(True, marks=pytest.mark.determinism)])
+def test_snapshots_and_resume_match_an_unbroken_run(setup, tmp_path, exact):
     whole = pretrain(config(setup, tmp_path / "a", "rekindle.snapshot_every=2"))
     assert sorted(whole.snapshots) == [2, 4]
     # interrupted after 2 steps, then resumed
@@ -201,10 +204,10 @@ def test_snapshots_and_resume_match_an_unbroken_run(setup, tmp_path):
     for step in (2, 4):
         a = load_file(str(whole.snapshots[step] / "model.safetensors"))
         b = load_file(str(done.snapshots[step] / "model.safetensors"))
-        assert all(torch.equal(a[k], b[k]) for k in a), step
+        assert_same_training(a, b, exact=exact)
     a = load_file(str(whole.train.final_dir / "model.safetensors"))
     b = load_file(str(done.train.final_dir / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_training(a, b, exact=exact)
 
 
 def test_stacked_student_is_deeper(setup, tmp_path):

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import assert_same_training
 from safetensors.torch import load_file
 
 from rerank.config import Config, apply_overrides
@@ -96,10 +97,15 @@ def test_two_steps_change_the_scores_and_write_outputs(tiny_model_dir, train_fil
     cfg = tiny_config(tiny_model_dir, train_file, tmp_path / "run", "train.steps=2")
     result = train(cfg)
     assert result.finished and result.steps == 2 and result.final_dir == tmp_path / "run" / "final"
+    # the control: the same run (same seed, so the same fresh head) with a ~zero learning rate
+    still = train(
+        tiny_config(
+            tiny_model_dir, train_file, tmp_path / "still", "train.steps=2", "train.lr_max=1e-12"
+        )
+    )
     frame = make_frame(2, 3, seed=9)
     scores = []
-    for path in (tiny_model_dir, result.final_dir):
-        torch.manual_seed(0)  # the untrained model's fresh head
+    for path in (still.final_dir, result.final_dir):
         model = RerankModel.from_pretrained(path).eval()
         enc = model.pair_encoder(max_length=32)
         x = enc.collate(
@@ -109,7 +115,7 @@ def test_two_steps_change_the_scores_and_write_outputs(tiny_model_dir, train_fil
         )
         with torch.no_grad():
             scores.append(model(**x)["score"])
-    assert not torch.allclose(scores[0], scores[1])
+    assert not torch.allclose(scores[0], scores[1], rtol=1e-3, atol=1e-4)
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2]
     assert {"lr", "loss", "loss/0:hinge", "pairs_per_s"} <= set(lines[0])
@@ -207,7 +213,10 @@ def test_head_lr_scale_speeds_up_only_the_head(tiny_model_dir, train_file, tmp_p
     assert moved[10][body] == pytest.approx(moved[1][body], rel=0.1)
 
 
-def test_resume_after_interruption_gives_identical_weights(tiny_model_dir, train_file, tmp_path):
+@pytest.mark.parametrize("exact", [False, pytest.param(True, marks=pytest.mark.determinism)])
+def test_resume_after_interruption_gives_identical_weights(
+    tiny_model_dir, train_file, tmp_path, exact
+):
     # dropout on (the tiny BERT's default 0.1), so exactness needs the restored RNG story
     common = ("train.steps=6", "train.save_every=2", "train.warmup_steps=2")
     full = train(tiny_config(tiny_model_dir, train_file, tmp_path / "full", *common))
@@ -223,8 +232,7 @@ def test_resume_after_interruption_gives_identical_weights(tiny_model_dir, train
     )
     assert resumed.finished and resumed.steps == 6
     a, b = weights(full.final_dir), weights(resumed.final_dir)
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_training(a, b, exact=exact)
     assert not all(torch.equal(a[k], at_step_2[k]) for k in a)  # training did move them
     log = [json.loads(x)["step"] for x in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3, 4, 5, 6]  # the lost step's line was dropped on resume
@@ -429,7 +437,7 @@ def test_resume_after_sigkill_matches_unbroken_run(tiny_model_dir, train_file, t
         check=True,
     )
     a, b = weights(tmp_path / "a" / "final"), weights(tmp_path / "b" / "final")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_training(a, b)
 
 
 def test_ddp_two_processes_on_cpu(tiny_model_dir, train_file, tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_scores_close
 
 from rerank.errors import RerankError
 from rerank.model import HeadSpec, RerankModel
@@ -151,9 +152,10 @@ def test_identical_outputs_without_new_pieces(ranker: Path, extended: Path) -> N
     with torch.no_grad():
         out_a = old(**a, heads=("score", "aux"), mlm_positions=positions)
         out_b = new(**b, heads=("score", "aux"), mlm_positions=positions)
-    assert torch.equal(out_a["score"], out_b["score"])
-    assert torch.equal(out_a["aux"], out_b["aux"])
-    assert torch.equal(out_a["mlm"], out_b["mlm"][:, :15])
+    # same weights for every old token; the bigger embedding matrix may pick other kernels
+    assert_scores_close(out_a["score"], out_b["score"])
+    assert_scores_close(out_a["aux"], out_b["aux"])
+    assert_scores_close(out_a["mlm"], out_b["mlm"][:, :15])
 
 
 def test_new_pieces_are_produced(extended: Path) -> None:
@@ -192,7 +194,7 @@ def test_extend_plain_encoder_keeps_encoder_outputs(
     a, b = tok_old("the wing 京", return_tensors="pt"), tok_new("the wing 京", return_tensors="pt")
     assert torch.equal(a["input_ids"], b["input_ids"])
     with torch.no_grad():
-        assert torch.equal(old(**a).last_hidden_state, new(**b).last_hidden_state)
+        assert_scores_close(old(**a).last_hidden_state, new(**b).last_hidden_state)
 
 
 def test_extend_fallback_unk(tmp_path: Path, base: Path, pieces: Path) -> None:
