@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_LABEL_RANGE",
     "PAIR_COLUMNS",
     "Attached",
+    "as_polars",
     "attach_scores",
     "file_format",
     "read_labels",
@@ -62,8 +63,36 @@ PathLike = str | os.PathLike[str]
 LabelRange = tuple[int, int] | None
 
 
+def as_polars(frame: Any, name: str = "input") -> pl.DataFrame:
+    """A polars frame from a polars or pandas DataFrame (a pandas index is dropped).
+
+    Raises :class:`RerankError` for anything else, naming ``name``.
+
+    Examples
+    --------
+    >>> as_polars(pl.DataFrame({"a": [1]})).shape
+    (1, 1)
+    >>> as_polars([("q", "d")], "pairs")
+    Traceback (most recent call last):
+    rerank.errors.RerankError: pairs: expected a polars or pandas DataFrame, got list
+    """
+    if isinstance(frame, pl.DataFrame):
+        return frame
+    if isinstance(frame, pl.LazyFrame):
+        return frame.collect()
+    if type(frame).__module__.split(".")[0] == "pandas" and hasattr(frame, "columns"):
+        try:
+            return pl.from_pandas(frame, include_index=False)
+        except Exception as err:  # pandas and pyarrow raise many kinds
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise input_error(None, f"{name}: cannot read the pandas frame: {first}") from None
+    raise input_error(
+        None, f"{name}: expected a polars or pandas DataFrame, got {type(frame).__name__}"
+    )
+
+
 def read_pairs(
-    path: PathLike,
+    path: PathLike | pl.DataFrame | Any,
     *,
     labels: Literal["optional", "required", "forbidden"] = "optional",
     label_range: LabelRange = DEFAULT_LABEL_RANGE,
@@ -74,7 +103,9 @@ def read_pairs(
     Parameters
     ----------
     path
-        A ``.tsv``, ``.jsonl`` or ``.parquet`` file (``.tsv.gz``/``.jsonl.gz`` too).
+        A ``.tsv``, ``.jsonl`` or ``.parquet`` file (``.tsv.gz``/``.jsonl.gz`` too), or a
+        polars or pandas DataFrame with those columns (checked the same way; integer
+        ids become strings).
     labels
         ``"required"``: a ``label`` column must be present; ``"optional"``: it is read
         when present; ``"forbidden"``: the file must be unlabeled (rekindle pairs).
@@ -106,14 +137,21 @@ def read_pairs(
     """
     if labels not in ("optional", "required", "forbidden"):
         raise ValueError(f"labels must be 'optional', 'required' or 'forbidden', got {labels!r}")
-    source = _table_source(path)
+    given = None if isinstance(path, (str, os.PathLike)) else as_polars(path, "pairs")
+    source = Source.of(None, "pairs") if given is not None else _table_source(path)
     wanted = [*ID_COLUMNS, *(TEXT_COLUMNS if text else ())]
-    found = files.columns(source)
+    found = given.columns if given is not None else files.columns(source)
     if "label" in found and labels == "forbidden":
-        raise input_error(path, "unexpected column 'label': this input must be unlabeled")
+        raise input_error(source.label, "unexpected column 'label': this input must be unlabeled")
     if "label" in found or labels == "required":
         wanted.append("label")
-    raw = files.read_columns(source, wanted, found)
+    if given is None:
+        raw = files.read_columns(source, wanted, found)
+    else:
+        checks.require_columns(given, wanted, source.label, "query-grouped pairs")
+        if given.height == 0:
+            raise input_error(source.label, "no rows")
+        raw = given.select(wanted)
     typed = {c: checks.as_id(raw, c, source) for c in ID_COLUMNS}
     if text:
         typed["query"] = checks.as_query_text(raw, source)

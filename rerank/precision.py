@@ -2,6 +2,14 @@
 
 bf16 only pays where the hardware computes it natively: CUDA GPUs with bf16, and CPUs
 with AVX512-BF16 or AMX (there bf16 matrix products run through oneDNN's bf16 kernels). Elsewhere bf16 is emulated and slower than fp32, so ``auto`` picks fp32.
+
+:data:`DEFAULT_PRECISION` (``"auto"``) is the one default of everything that scores for a
+user: ``rerank score``, :func:`rerank.score.score_file` and :class:`rerank.Reranker`. So
+the same pairs get the same scores from the command line and from Python; pass
+``precision="fp32"`` (``--precision fp32``) for scores that match ``CrossEncoder`` /
+``transformers`` in fp32 to the last digits. The pipeline's own evaluations (training
+eval, the rekindle stages' :func:`rerank.score.score_frame`) stay in fp32 so that recorded
+figures do not depend on the machine.
 """
 
 from __future__ import annotations
@@ -16,9 +24,18 @@ from torch import nn
 
 from rerank.errors import RerankError
 
-__all__ = ["Precision", "cpu_has_native_bf16", "inference_precision", "resolve_precision"]
+__all__ = [
+    "DEFAULT_PRECISION",
+    "Precision",
+    "cpu_has_native_bf16",
+    "inference_precision",
+    "resolve_precision",
+]
 
 Precision = Literal["fp32", "bf16", "auto"]
+
+#: The scoring precision of ``rerank score``, ``score_file`` and ``Reranker`` by default.
+DEFAULT_PRECISION: Precision = "auto"
 
 # Linear layers whose qualified name has one of these parts compute the score from the
 # encoder's features: BERT/DeBERTa ``pooler.dense`` + ``classifier``, RoBERTa/ELECTRA

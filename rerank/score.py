@@ -36,7 +36,12 @@ import torch
 from rerank.encoding import PairEncoder
 from rerank.errors import RerankError, input_error
 from rerank.model import RerankModel
-from rerank.precision import Precision, inference_precision, resolve_precision
+from rerank.precision import (
+    DEFAULT_PRECISION,
+    Precision,
+    inference_precision,
+    resolve_precision,
+)
 from rerank.streaming import output_format, progress_bar, scan_pairs, stream_scores
 
 __all__ = [
@@ -204,6 +209,10 @@ def score_frame(
         ``rerank.max_query_length``), else 256 and 64.
     precision
         ``fp32``, ``bf16`` or ``auto`` (bf16 where the device computes it natively).
+        ``fp32`` by default here: this is the pipeline's building block (training eval,
+        rekindle stages), whose recorded figures must not depend on the machine; the
+        user-facing scorers (:class:`rerank.Reranker`, :func:`score_file`, ``rerank
+        score``) default to :data:`rerank.precision.DEFAULT_PRECISION`.
     progress
         Show a progress bar (pairs/s and ETA) on stderr.
 
@@ -287,7 +296,7 @@ def score_file(
     max_tokens: int | None = None,
     chunk_rows: int = 8192,
     heads: Sequence[str] | None = None,
-    precision: Precision = "auto",
+    precision: Precision = DEFAULT_PRECISION,
     device: str | None = None,
     progress: bool | None = None,
 ) -> ScoreSummary:
@@ -316,7 +325,8 @@ def score_file(
         Heads to write, one column each (named after the head); ``None``: the primary
         head as ``score``.
     precision
-        ``fp32``, ``bf16`` or ``auto`` (bf16 where the device computes it natively).
+        ``fp32``, ``bf16`` or ``auto`` (bf16 where the device computes it natively);
+        default :data:`rerank.precision.DEFAULT_PRECISION`, as ``rerank score``.
     device
         ``cpu``, ``cuda``, ``cuda:1``...; ``None``: CUDA when available (``LOCAL_RANK``).
     progress

@@ -34,6 +34,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -428,3 +429,11 @@ def _log_record(step, lr, sums, window, cfg, dist, epoch) -> dict[str, Any]:
     record["pairs_per_s"] = window["rows"] / seconds
     record["tokens_per_s"] = window["tokens"] / seconds
     return record
+
+
+
+# The public API's `rerank.train(config, overrides)` (rerank.api.train): once imported,
+# the package attribute `rerank.train` is this module, so the module itself is callable.
+import rerank.api as _api  # noqa: E402
+
+sys.modules[__name__].__class__ = _api.CallableTrainModule

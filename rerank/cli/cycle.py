@@ -34,10 +34,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from rerank.rekindle.cycle import load_cycle, run_cycle
+    from rerank.api import cycle
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    report = run_cycle(load_cycle(args.config, args.set))
+    report = cycle(args.config, args.set)
     out = report["provenance"]["config"]["cycle"]["output_dir"]
     from rerank.rekindle.report import results_markdown
 

@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--precision",
         choices=("fp32", "bf16", "auto"),
-        default="auto",
+        default="auto",  # rerank.precision.DEFAULT_PRECISION (no torch import here)
         help="bf16: encoder in bf16, heads in fp32; auto: bf16 where the hardware computes "
         "it natively, else fp32 "
         "(default: %(default)s)",

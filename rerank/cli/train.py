@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -37,15 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from rerank.config import apply_overrides, from_toml, validate
+    from rerank.api import train_config
     from rerank.train import train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = from_toml(args.config)
-    apply_overrides(cfg, args.set)
-    if args.resume:
-        cfg.train.resume = True
-    validate(cfg, source=Path(args.config).name)
+    cfg = train_config(args.config, args.set, resume=args.resume)
     result = train(cfg)
     done = "finished" if result.finished else "stopped"
     best = (

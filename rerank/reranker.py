@@ -1,0 +1,341 @@
+"""The Python entry point for scoring: :class:`Reranker` (``rerank.Reranker``).
+
+A :class:`Reranker` holds a loaded model and scores (query, document) pairs the way
+``rerank score`` does (same truncation, batching and precision default), with the
+call shapes of sentence-transformers' ``CrossEncoder``: :meth:`Reranker.score` is
+``CrossEncoder.predict`` and :meth:`Reranker.rank` is ``CrossEncoder.rank``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from rerank.errors import RerankError, input_error
+from rerank.precision import DEFAULT_PRECISION
+
+__all__ = ["BACKENDS", "Reranker"]
+
+#: Inference backends that exist; ``"auto"`` picks the first.
+BACKENDS = ("torch",)
+
+_DOCUMENT_ALIASES = ("document", "text", "passage", "doc")
+
+
+class Reranker:
+    """A saved re-ranking model, ready to score (query, document) pairs.
+
+    Build one with :meth:`from_pretrained`. Scores are the model's raw outputs (higher
+    is more relevant), the same numbers ``rerank score`` writes for the same pairs.
+
+    Examples
+    --------
+    >>> import rerank
+    >>> ranker = rerank.Reranker.from_pretrained("default")  # doctest: +SKIP
+    >>> ranker.score([("wing flutter", "Flutter of wings at high speed")]).shape  # doctest: +SKIP
+    (1,)
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        precision: str,
+        backend: str = "torch",
+        max_length: int | None = None,
+        max_query_length: int | None = None,
+    ) -> None:
+        self.model = model
+        self.precision = precision
+        self.backend = backend
+        self.max_length = max_length
+        self.max_query_length = max_query_length
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        backend: str = "auto",
+        precision: str = DEFAULT_PRECISION,
+        device: str | None = None,
+        max_length: int | None = None,
+        max_query_length: int | None = None,
+    ) -> Reranker:
+        """Load a saved model directory (``rerank train`` output, or any HF cross-encoder).
+
+        Parameters
+        ----------
+        path
+            A local model directory; ``"default"`` is the bundled all-MiniLM-L6-v2 encoder
+            (its ranking head is untrained: fine-tune it first).
+        backend
+            ``"auto"`` or ``"torch"`` (the one backend today; see :data:`BACKENDS`).
+        precision
+            ``"fp32"``, ``"bf16"`` (encoder in bf16, heads in fp32) or ``"auto"``: bf16
+            where the device computes it natively, else fp32. The same default as
+            ``rerank score --precision`` (:data:`rerank.precision.DEFAULT_PRECISION`).
+        device
+            ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None``: CUDA when available.
+        max_length, max_query_length
+            Truncation (tokens per pair, tokens of the query); ``None``: the lengths the
+            model was trained with, else 256 (at most the model's positions) and 64.
+
+        Returns
+        -------
+        Reranker
+        """
+        if backend not in ("auto", *BACKENDS):
+            raise RerankError(
+                f"backend: unknown backend {backend!r}; available: auto, {', '.join(BACKENDS)}"
+            )
+        if precision not in ("auto", "fp32", "bf16"):
+            raise RerankError(f"precision: expected fp32, bf16 or auto, got {precision!r}")
+        from rerank.cli.score import resolve_model_dir
+        from rerank.precision import resolve_precision
+        from rerank.score import _check_max_length, _device, load_scoring_model
+
+        resolved = Path(resolve_model_dir(str(path)))
+        if not resolved.is_dir():
+            raise input_error(path, "no such model directory")
+        try:
+            dev = _device(device)
+        except RuntimeError as err:
+            raise RerankError(f"device: {str(err).splitlines()[0]}") from None
+        model = load_scoring_model(resolved, device=dev)
+        if max_length is None and "max_length" not in model.input_lengths:
+            positions = getattr(model.encoder.config, "max_position_embeddings", None) or 0
+            if 0 < positions < model.pair_encoder().max_length and "roberta" not in str(
+                getattr(model.encoder.config, "model_type", "")
+            ):
+                max_length = positions
+        encoder = model.pair_encoder(max_length=max_length, max_first_length=max_query_length)
+        _check_max_length(model, encoder.max_length)
+        return cls(
+            model,
+            precision=resolve_precision(precision, dev),
+            backend=BACKENDS[0],
+            max_length=max_length,
+            max_query_length=max_query_length,
+        )
+
+    @property
+    def device(self) -> str:
+        """The device the model runs on, e.g. ``"cpu"``."""
+        return str(next(self.model.parameters()).device)
+
+    def __repr__(self) -> str:
+        return f"Reranker(backend={self.backend!r}, precision={self.precision!r}, device={self.device!r})"
+
+    # -- scoring -----------------------------------------------------------------------
+    def score(
+        self,
+        pairs: Any,
+        *,
+        batch_size: int = 64,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Score (query, document) pairs.
+
+        Parameters
+        ----------
+        pairs
+            A list of ``(query, document)`` or ``(query, title, summary)`` tuples, or a
+            polars or pandas DataFrame with a ``query`` column and either ``title`` and/or
+            ``summary`` or one document column (``document``, ``text``, ``passage``).
+            Other columns (ids, labels) are ignored. A document given as one string is
+            scored as a summary with an empty title.
+        batch_size
+            Pairs per forward pass.
+        progress
+            Show a progress bar on stderr.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 scores, one per pair, in input order.
+
+        Examples
+        --------
+        >>> ranker.score([("what is lift", "Lift of a wing"), ("what is lift", "Jet noise")])  # doctest: +SKIP
+        array([ 2.31, -4.02], dtype=float32)
+        """
+        from rerank.score import score_frame
+
+        if batch_size < 1:
+            raise RerankError(f"batch_size: expected a positive integer, got {batch_size}")
+        frame = pair_frame(pairs)
+        if frame.height == 0:
+            return np.empty(0, dtype=np.float32)
+        return score_frame(
+            self.model,
+            frame,
+            batch_size=batch_size,
+            max_length=self.max_length,
+            max_first_length=self.max_query_length,
+            precision=self.precision,
+            progress=progress,
+        )
+
+    def rank(
+        self,
+        query: str,
+        documents: Sequence[Any],
+        *,
+        top_k: int | None = None,
+        return_documents: bool = False,
+        batch_size: int = 64,
+        progress: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Rank ``documents`` for ``query``, best first (as ``CrossEncoder.rank``).
+
+        Parameters
+        ----------
+        query
+            The query text.
+        documents
+            Document texts, or ``(title, summary)`` tuples.
+        top_k
+            Keep the best ``top_k``; ``None``: all.
+        return_documents
+            Add each document under ``"text"``.
+
+        Returns
+        -------
+        list of dict
+            ``{"corpus_id": index into documents, "score": float}`` (and ``"text"``),
+            sorted by descending score; ties keep the input order.
+
+        Examples
+        --------
+        >>> ranker.rank("what is lift", ["Jet noise", "Lift of a wing"], top_k=1)  # doctest: +SKIP
+        [{'corpus_id': 1, 'score': 2.31}]
+        """
+        if not isinstance(query, str):
+            raise input_error(None, f"query: expected a string, got {type(query).__name__}")
+        if isinstance(documents, str) or not isinstance(documents, Sequence):
+            raise input_error(
+                None, f"documents: expected a list of texts, got {type(documents).__name__}"
+            )
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+            raise RerankError(f"top_k: expected a positive integer or None, got {top_k!r}")
+        pairs = []
+        for i, doc in enumerate(documents):
+            if isinstance(doc, str):
+                pairs.append((query, doc))
+            elif isinstance(doc, (tuple, list)) and len(doc) == 2:
+                pairs.append((query, *doc))
+            else:
+                raise input_error(
+                    None,
+                    f"documents[{i}]: expected a text or a (title, summary) tuple, "
+                    f"got {type(doc).__name__}",
+                )
+        if len({len(p) for p in pairs}) > 1:
+            raise RerankError("documents: mix of texts and (title, summary) tuples; use one")
+        scores = self.score(pairs, batch_size=batch_size, progress=progress)
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        out = []
+        for i in order.tolist():
+            item: dict[str, Any] = {"corpus_id": i, "score": float(scores[i])}
+            if return_documents:
+                item["text"] = documents[i]
+            out.append(item)
+        return out
+
+
+def pair_frame(pairs: Any) -> pl.DataFrame:
+    """``query, title, summary`` (strings) from tuples or a polars/pandas frame.
+
+    Raises :class:`RerankError` with a one-line message for anything else.
+
+    Examples
+    --------
+    >>> pair_frame([("q", "a document")]).rows()
+    [('q', '', 'a document')]
+    >>> pair_frame([("q", "a title", "a summary")]).rows()
+    [('q', 'a title', 'a summary')]
+    """
+    if isinstance(pairs, (pl.DataFrame, pl.LazyFrame)) or hasattr(pairs, "columns"):
+        from rerank.data import as_polars
+
+        return _frame_texts(as_polars(pairs, "pairs"))
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+        raise input_error(
+            None,
+            "pairs: expected a list of (query, document) tuples or a polars/pandas "
+            f"DataFrame, got {type(pairs).__name__}",
+        )
+    width = None
+    rows = []
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) not in (2, 3):
+            got = f"{len(pair)} values" if isinstance(pair, (tuple, list)) else type(pair).__name__
+            raise input_error(
+                None,
+                f"pairs[{i}]: expected a (query, document) or (query, title, summary) "
+                f"tuple, got {got}",
+            )
+        if width is None:
+            width = len(pair)
+        elif len(pair) != width:
+            raise input_error(None, f"pairs[{i}]: {len(pair)} values, but pairs[0] has {width}")
+        for k, value in enumerate(pair):
+            if value is not None and not isinstance(value, str):
+                raise input_error(
+                    None, f"pairs[{i}][{k}]: expected a string, got {type(value).__name__}"
+                )
+        query = pair[0]
+        if query is None or not query.strip():
+            raise input_error(None, f"pairs[{i}]: expected a non-empty query text, got {query!r}")
+        title, summary = ("", pair[1]) if width == 2 else (pair[1], pair[2])
+        rows.append((query, title or "", summary or ""))
+    return pl.DataFrame(rows, schema=["query", "title", "summary"], orient="row")
+
+
+def _frame_texts(frame: pl.DataFrame) -> pl.DataFrame:
+    if "query" not in frame.columns:
+        raise input_error(
+            None, f"the pairs frame: missing column 'query'; found columns: {frame.columns}"
+        )
+    if "title" in frame.columns or "summary" in frame.columns:
+        docs = [
+            pl.col(c).cast(pl.String) if c in frame.columns else pl.lit("").alias(c)
+            for c in ("title", "summary")
+        ]
+    else:
+        found = next((c for c in _DOCUMENT_ALIASES if c in frame.columns), None)
+        if found is None:
+            raise input_error(
+                None,
+                "the pairs frame: missing document column: expected 'title' and/or "
+                f"'summary', or one of {', '.join(map(repr, _DOCUMENT_ALIASES))}; "
+                f"found columns: {frame.columns}",
+            )
+        docs = [pl.lit("").alias("title"), pl.col(found).cast(pl.String).alias("summary")]
+    for column in ("query", *(c for c in ("title", "summary") if c in frame.columns)):
+        dtype = frame.schema[column]
+        if dtype not in (pl.String, pl.Null) and not dtype.is_numeric():
+            raise input_error(
+                None, f"the pairs frame: column '{column}': expected text, got {dtype}"
+            )
+    if frame.height == 0:
+        return pl.DataFrame(schema={c: pl.String for c in ("query", "title", "summary")})
+    out = frame.select(pl.col("query").cast(pl.String), *docs).with_columns(
+        pl.col("title", "summary").fill_null("")
+    )
+    blank = out.get_column("query").is_null() | out.get_column("query").str.contains(r"^\s*$")
+    if blank.any():
+        i = int(blank.arg_max() or 0)
+        raise input_error(
+            None,
+            f"the pairs frame: row {i + 1}: column 'query': expected a non-empty query text, "
+            f"got {out[i, 'query']!r}",
+        )
+    return out
