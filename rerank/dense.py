@@ -46,7 +46,12 @@ import polars as pl
 import torch
 
 from rerank.errors import RerankError, input_error
-from rerank.precision import Precision, inference_precision, resolve_precision
+from rerank.precision import (
+    DEFAULT_PRECISION,
+    Precision,
+    inference_precision,
+    resolve_precision,
+)
 
 __all__ = [
     "POOLING_MODES",
@@ -57,6 +62,7 @@ __all__ = [
     "document_texts",
     "has_ranking_head",
     "resolve_model_path",
+    "score_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -310,7 +316,7 @@ class BiEncoder:
         max_seq_length: int = 256,
         do_lower_case: bool = False,
         prompts: dict[str, str] | None = None,
-        precision: Precision = "auto",
+        precision: Precision = DEFAULT_PRECISION,
         path: Path | None = None,
         encoder_dir: Path | None = None,
     ):
@@ -338,7 +344,7 @@ class BiEncoder:
         *,
         device: str | torch.device | None = None,
         max_seq_length: int | None = None,
-        precision: Precision = "auto",
+        precision: Precision = DEFAULT_PRECISION,
     ) -> BiEncoder:
         """Load a sentence-embedding checkpoint directory (or ``"default"``).
 
@@ -426,7 +432,9 @@ class BiEncoder:
             batch["token_type_ids"] = torch.zeros_like(input_ids)
         return {k: v.to(self.device) for k, v in batch.items()}
 
-    def _embed(self, texts: Sequence[str], *, batch_size: int, bar: Any) -> torch.Tensor:
+    def _embed(
+        self, texts: Sequence[str], *, batch_size: int, bar: Any, max_tokens: int | None = None
+    ) -> torch.Tensor:
         """Pooled (and, if the checkpoint says so, normalised) fp32 embeddings of ``texts``."""
         from rerank.score import _eval_mode, plan_batches
 
@@ -437,7 +445,8 @@ class BiEncoder:
         out = torch.empty((len(ids), width), dtype=torch.float32)
         prec = resolve_precision(self.precision, self.device)
         with _eval_mode(self.model), inference_precision(self.model, prec):
-            for index in plan_batches([len(x) for x in ids], batch_size=batch_size):
+            lengths = [len(x) for x in ids]
+            for index in plan_batches(lengths, batch_size=batch_size, max_tokens=max_tokens):
                 batch = self._collate([ids[i] for i in index])
                 hidden = self.model(**batch).last_hidden_state.float()
                 pooled = _pool(hidden, batch["attention_mask"], self.pooling)
@@ -474,12 +483,14 @@ class BiEncoder:
         documents: Sequence[str],
         *,
         batch_size: int = 64,
+        max_tokens: int | None = None,
         progress: bool = False,
     ) -> np.ndarray:
         """Cosine similarity of ``queries[i]`` and ``documents[i]``: float32 ``[n]``.
 
         Queries and documents get the checkpoint's ``query`` / ``document`` prompts;
-        every distinct query and document text is encoded once.
+        every distinct query and document text is encoded once, in batches of at most
+        ``batch_size`` texts and (if given) ``max_tokens`` padded tokens.
         """
         from rerank.streaming import progress_bar
 
@@ -488,15 +499,21 @@ class BiEncoder:
         q_prompt, d_prompt = self.prompts.get("query", ""), self.prompts.get("document", "")
         q_texts, q_index = _unique([q_prompt + t for t in queries])
         d_texts, d_index = _unique([d_prompt + t for t in documents])
+        limits = {"batch_size": batch_size, "max_tokens": max_tokens}
         with progress_bar(len(q_texts) + len(d_texts), progress) as bar:
-            q = self._embed(q_texts, batch_size=batch_size, bar=bar)
-            d = self._embed(d_texts, batch_size=batch_size, bar=bar)
+            q = self._embed(q_texts, bar=bar, **limits)
+            d = self._embed(d_texts, bar=bar, **limits)
         q = torch.nn.functional.normalize(q, p=2, dim=-1)[q_index]
         d = torch.nn.functional.normalize(d, p=2, dim=-1)[d_index]
         return (q * d).sum(dim=-1).numpy()
 
     def score_frame(
-        self, frame: pl.DataFrame, *, batch_size: int = 64, progress: bool = False
+        self,
+        frame: pl.DataFrame,
+        *,
+        batch_size: int = 64,
+        max_tokens: int | None = None,
+        progress: bool = False,
     ) -> np.ndarray:
         """Scores of every row of ``frame`` (``query``, ``title``, ``summary``), row order.
 
@@ -509,5 +526,89 @@ class BiEncoder:
             texts.get_column("query").to_list(),
             document_texts(texts),
             batch_size=batch_size,
+            max_tokens=max_tokens,
             progress=progress,
         )
+
+
+def score_file(
+    model: str | os.PathLike[str] | BiEncoder,
+    data_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    batch_size: int = 64,
+    max_tokens: int | None = None,
+    max_length: int | None = None,
+    chunk_rows: int = 8192,
+    precision: Precision = DEFAULT_PRECISION,
+    device: str | None = None,
+    progress: bool | None = None,
+) -> Any:
+    """Score a pairs table with a bi-encoder and write the scores, streaming.
+
+    The bi-encoder counterpart of :func:`rerank.score.score_file`: the same inputs
+    (``query_id, doc_id, query, title, summary``), outputs (``.tsv``, ``.parquet``,
+    ``.jsonl`` with ``query_id, doc_id, score`` in input order, or a TREC run for
+    ``.run``/``.trec``), chunking, ``torchrun`` sharding and atomic write (nothing appears
+    on an error). ``model`` is a directory (or ``"default"``) for
+    :meth:`BiEncoder.from_pretrained`, or a loaded :class:`BiEncoder`; ``max_length`` is
+    its ``max_seq_length`` (``None``: the checkpoint's). Distinct texts are encoded once
+    per chunk of ``chunk_rows`` rows.
+
+    Returns
+    -------
+    rerank.score.ScoreSummary
+    """
+    import time
+
+    from rerank.score import ScoreSummary, _device
+    from rerank.streaming import output_format, scan_pairs, stream_scores
+
+    for name, value in (("chunk_rows", chunk_rows), ("batch_size", batch_size)):
+        if value < 1:
+            raise RerankError(f"{name}: expected a positive integer, got {value}")
+    if max_tokens is not None and max_tokens < 1:
+        raise RerankError(f"max_tokens: expected a positive integer, got {max_tokens}")
+    if max_length is not None and max_length < 2:
+        raise RerankError(f"max_length: expected at least 2 tokens, got {max_length}")
+    fmt = output_format(out_path)
+    if Path(out_path).resolve() == Path(data_path).resolve():
+        raise input_error(out_path, "is also the input --data; choose another output file")
+    lazy, source = scan_pairs(data_path)
+    if isinstance(model, BiEncoder):
+        dense = model
+    else:
+        dense = BiEncoder.from_pretrained(
+            model, device=_device(device), max_seq_length=max_length, precision=precision
+        )
+    prec = resolve_precision(dense.precision, dense.device)
+
+    def score_chunk(chunk: pl.DataFrame, bar: Any) -> pl.DataFrame:
+        scores = dense.score_frame(chunk, batch_size=batch_size, max_tokens=max_tokens)
+        bad = ~np.isfinite(scores)
+        if bad.any():
+            i = int(bad.argmax())
+            raise RerankError(
+                f"{dense.path}: the model gives a non-finite score to (query_id "
+                f"{chunk[i, 'query_id']!r}, doc_id {chunk[i, 'doc_id']!r}); its weights are "
+                "damaged; nothing was written"
+            )
+        if bar is not None:
+            bar.update(chunk.height)
+        return chunk.select("query_id", "doc_id").with_columns(
+            pl.Series("score", scores, dtype=pl.Float64)
+        )
+
+    t0 = time.perf_counter()
+    shards = stream_scores(
+        lazy,
+        source,
+        out_path,
+        score_chunk,
+        fmt=fmt,
+        columns=["score"],
+        chunk_rows=chunk_rows,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - t0
+    return ScoreSummary(shards.rows, seconds, prec, str(dense.device), shards.world, shards.rank)

@@ -181,3 +181,67 @@ def test_unsupported_module_and_bad_config_are_one_line_errors(tmp_path):
     (path / "1_Pooling" / "config.json").write_text("{")
     with pytest.raises(RerankError, match="not valid JSON"):
         BiEncoder.from_pretrained(path, device="cpu")
+
+
+PAIRS = pl.DataFrame(
+    {
+        "query_id": ["q1", "q1", "q2", "q3"],
+        "doc_id": ["d1", "d2", "d1", "d3"],
+        "query": ["flow of heat", "flow of heat", "pressure on a wing", "lift"],
+        "title": ["boundary layer", "the wing", "boundary layer", ""],
+        "summary": ["the heat transfer", "lift and drag", "the heat transfer", "lift"],
+        "label": [1, 0, 0, 2],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def st_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dense-cli")
+    return build_st_dir(root / "st", pooling="mean", normalize=True, max_seq_length=32)
+
+
+def test_cli_score_auto_scores_a_sentence_transformers_dir_as_bi_encoder(st_dir, tmp_path, capsys):
+    from rerank.cli import main
+    from rerank.data import read_scores
+
+    data = tmp_path / "pairs.parquet"
+    PAIRS.write_parquet(data)
+    expected = BiEncoder.from_pretrained(st_dir, precision="fp32", device="cpu").score_frame(PAIRS)
+    for suffix in (".tsv", ".run"):
+        out = tmp_path / f"scores{suffix}"
+        argv = ["score", "--model", str(st_dir), "--data", str(data), "--out", str(out)]
+        assert main([*argv, "--precision", "fp32", "--chunk-rows", "3"]) == 0
+        assert "scored 4 pairs" in capsys.readouterr().err
+        got = read_scores(out)
+        if suffix == ".tsv":
+            assert got["doc_id"].to_list() == PAIRS["doc_id"].to_list()  # input order
+        got = PAIRS.select("query_id", "doc_id").join(got, on=["query_id", "doc_id"], how="left")
+        np.testing.assert_allclose(got["score"].to_numpy(), expected, rtol=0, atol=1e-5)
+    # the same model scored as a cross-encoder (fresh head) gives other scores
+    out = tmp_path / "ce.tsv"
+    argv = ["score", "--model", str(st_dir), "--data", str(data), "--out", str(out)]
+    assert main([*argv, "--kind", "cross-encoder", "--max-length", "32"]) == 0
+    assert np.abs(read_scores(out)["score"].to_numpy() - expected).max() > 1e-3
+
+
+def test_cli_score_kind_errors_exit_2_without_output(st_dir, tiny_model_dir, tmp_path, capsys):
+    from rerank.cli import main
+
+    data = tmp_path / "pairs.parquet"
+    PAIRS.write_parquet(data)
+    out = tmp_path / "scores.tsv"
+    base = ["score", "--data", str(data), "--out", str(out)]
+    cases = [
+        (["--model", str(st_dir), "--heads", "t2"], "a bi-encoder has no heads"),
+        (["--model", str(st_dir), "--max-query-length", "8"], "--max-query-length"),
+        (["--model", str(tiny_model_dir), "--kind", "bi-encoder", "--max-length", "999"], "999"),
+        (["--model", str(tmp_path / "nowhere")], "does not exist"),
+    ]
+    for extra, message in cases:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("rerank score: error:") and err.count("\n") == 1, err
+        assert message in err
+        assert not out.exists()
+    assert not list(tmp_path.glob(".*parts*"))

@@ -23,8 +23,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--model",
         required=True,
         metavar="DIR",
-        help="saved model directory; 'default' is the bundled all-MiniLM-L6-v2 encoder "
-        "(untrained ranking head)",
+        help="saved model directory; 'default' is the bundled all-MiniLM-L6-v2 "
+        "sentence-embedding model (scored as a bi-encoder under --kind auto)",
+    )
+    parser.add_argument(
+        "--kind",
+        choices=("auto", "cross-encoder", "bi-encoder"),
+        default="auto",
+        help="cross-encoder: the model's ranking head scores each pair; bi-encoder: cosine "
+        "of the query's and the document's ('title. summary') embeddings, pooled as the "
+        "checkpoint says; auto: cross-encoder for a directory with a trained ranking head, "
+        "bi-encoder for a sentence-transformers directory (or 'default') without one, "
+        "else cross-encoder (default: %(default)s)",
     )
     parser.add_argument(
         "--data", required=True, metavar="FILE", help="pairs table: .parquet, .tsv or .jsonl"
@@ -98,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="rerank score: %(message)s")
     heads = [h.strip() for h in args.heads.split(",") if h.strip()] if args.heads else None
+    if args.kind == "bi-encoder" or (
+        args.kind == "auto" and _detect_kind(args.model) == "bi-encoder"
+    ):
+        return _score_bi_encoder(args, heads)
     summary = score_file(
         resolve_model_dir(args.model),
         args.data,
@@ -119,4 +133,42 @@ def run(args: argparse.Namespace) -> int:
         + f") -> {args.out}",
         file=sys.stderr,
     )
+    return 0
+
+
+def _detect_kind(model: str) -> str:
+    from rerank.dense import detect_kind
+
+    return detect_kind(model)
+
+
+def _score_bi_encoder(args: argparse.Namespace, heads: list[str] | None) -> int:
+    """``--kind bi-encoder``: cosine scores of :func:`rerank.dense.score_file`."""
+    from rerank.dense import score_file
+
+    if heads:
+        raise RerankError("--heads: a bi-encoder has no heads; it scores one cosine")
+    if args.max_query_length is not None:
+        raise RerankError("--max-query-length: a bi-encoder truncates each text at --max-length")
+    if getattr(args, "run_path", None) or not args.data:
+        raise RerankError("a bi-encoder scores a pairs table: give --data")
+    summary = score_file(
+        args.model,
+        args.data,
+        args.out,
+        batch_size=args.batch_size,
+        max_tokens=args.max_tokens,
+        max_length=args.max_length,
+        chunk_rows=args.chunk_rows,
+        precision=args.precision,
+    )
+    if summary.rank == 0:
+        print(
+            f"scored {summary.rows:,} pairs in {summary.seconds:.1f}s "
+            f"({summary.pairs_per_second:,.1f} pairs/s, bi-encoder, {summary.precision} on "
+            f"{summary.device}"
+            + (f" x{summary.world_size} ranks" if summary.world_size > 1 else "")
+            + f") -> {args.out}",
+            file=sys.stderr,
+        )
     return 0
