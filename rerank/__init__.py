@@ -11,6 +11,8 @@ The Python API (names are imported on first use, so ``import rerank`` stays chea
 - :func:`read_pairs`: read and check a query-grouped table (file or polars/pandas frame).
 - :func:`score_file`: score a pairs file into a score table or TREC run (``rerank score``).
 - :func:`train`, :func:`cycle`: what ``rerank train`` and ``rerank cycle`` run.
+- :func:`evaluate`, :func:`compare`: ``rerank evaluate`` and ``rerank compare`` on files or
+  frames (TREC qrels and runs, or labelled tables), returning mappings of measure values.
 
 User mistakes raise :class:`RerankError` (a ``ValueError``) with a one-line message.
 
@@ -41,6 +43,8 @@ _LAZY: dict[str, str] = {
     "score_file": "rerank.score:score_file",
     "train": "rerank.train",  # the module; calling it runs rerank.api.train
     "cycle": "rerank.api:cycle",
+    "evaluate": "rerank.evaluation:evaluate",
+    "compare": "rerank.comparison:compare",
 }
 
 __all__ = ["RerankError", "__version__", *_LAZY]

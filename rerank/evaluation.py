@@ -1,35 +1,50 @@
-"""Evaluate a score file against judgments: the work of ``rerank evaluate``.
+"""Evaluate scores against judgments: the work of ``rerank evaluate`` and :func:`evaluate`.
 
-Reads the judgments (a query-grouped table or TREC qrels) and the scores (a table
-or a TREC run), joins them by (query_id, doc_id) with :func:`rerank.data.attach_scores`
-and computes the measures with :func:`rerank.measures.evaluate`. The report carries
-the row counts next to the measures, so a reader sees how many judged rows had no
-score (left out) and how many scored rows had no judgment (dropped, or an error).
+Two modes, because judgments come in two shapes:
 
-This is the re-ranking setting: the judged rows are the candidates, and the measures
-are computed over the judged rows that have a score. It differs from trec_eval on a
-sparse retrieval run, where a judged document missing from the run still counts in
-the ideal ranking (nDCG, recall) and a retrieved unjudged document counts as
-non-relevant; here the first is left out and the second dropped (or an error).
+- **TREC qrels and a run** (``qrels=``/``run=``, ``rerank evaluate --qrels Q --run R``):
+  the qrels judge a pool and the run retrieves documents, most of them unjudged. The
+  measures follow trec_eval (see :mod:`rerank.measures.trec`): an unjudged retrieved
+  document is non-relevant, the ideal ranking and recall use every judged document of the
+  query, retrieved or not, and the values equal ir-measures' (pytrec_eval's).
+- **A labelled table** (``--data LABELED --scores SCORED``, or one frame with ``label``
+  and ``score``): the re-ranking setting of industrial lists, where every candidate
+  carries a label. The measures are computed over the judged rows that have a score, and
+  nothing else: a judged row without a score is *left out* of the query (also of its
+  ideal ranking), and a scored row without a judgment is an error, or with
+  ``unmatched="drop"`` is *dropped*. On a sparse TREC run against a judged pool that drops
+  exactly what trec_eval counts, and inflates every measure: use the first mode there.
+
+Either way the report carries counts next to the measures, so a reader sees what was left
+out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import polars as pl
 
 from rerank import data
-from rerank.errors import input_error
+from rerank.errors import RerankError, input_error
 
-__all__ = ["EvaluationReport", "evaluate_files"]
+__all__ = ["EvaluationReport", "evaluate", "evaluate_files", "evaluate_trec_files"]
+
+_TABLE_HINT = (
+    "for TREC-style judgments (a judged pool; unjudged retrieved documents count as "
+    "non-relevant) use --qrels/--run instead of --data/--scores"
+)
 
 
 @dataclass(frozen=True)
-class EvaluationReport:
+class EvaluationReport(Mapping):
     """Measures, PNR counts and row counts of one evaluation.
+
+    A read-only mapping from measure name to value (``report["ndcg@10"]``), over
+    ``aggregate``.
 
     Attributes
     ----------
@@ -37,16 +52,26 @@ class EvaluationReport:
         Measure name -> value (``pnr``, ``ndcg@10``, ...) plus the PNR counts, as
         returned by :func:`rerank.measures.evaluate`.
     counts
-        ``judged_rows``, ``scored_rows``, ``evaluated_rows``, ``unscored_rows`` (judged
-        rows without a score, left out) and ``unmatched_rows`` (scored rows without a
-        judgment, dropped); see :class:`rerank.data.Attached`.
+        Table mode: ``judged_rows``, ``scored_rows``, ``evaluated_rows``, ``unscored_rows``
+        (judged rows without a score, left out) and ``unmatched_rows`` (scored rows without
+        a judgment, dropped); see :class:`rerank.data.Attached`. TREC mode: see
+        :func:`rerank.measures.trec.evaluate_trec`.
     per_query
         One row per query with the per-query values, when asked for.
     """
 
     aggregate: dict[str, float | int]
-    counts: dict[str, int]
+    counts: dict[str, int] = field(default_factory=dict)
     per_query: pl.DataFrame | None = None
+
+    def __getitem__(self, name: str) -> float | int:
+        return self.aggregate[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.aggregate)
+
+    def __len__(self) -> int:
+        return len(self.aggregate)
 
     def as_dict(self) -> dict[str, float | int]:
         """Measures, PNR counts, then row counts, in one flat dict."""
@@ -65,6 +90,104 @@ class EvaluationReport:
         return Evaluation(self.as_dict()).format_table()
 
 
+def evaluate(
+    frame: data.PathLike | Any = None,
+    *,
+    scores: data.PathLike | Any = None,
+    qrels: data.PathLike | Any = None,
+    run: data.PathLike | Any = None,
+    metrics: Sequence[str] | str | None = None,
+    measures: Sequence[str] | str | None = None,
+    per_query: bool = False,
+    complete: bool = False,
+    pnr_unjudged: Literal["skip", "zero"] = "skip",
+    unmatched: Literal["error", "drop"] = "error",
+    label_range: data.LabelRange = data.DEFAULT_LABEL_RANGE,
+) -> EvaluationReport:
+    """Evaluate scores against judgments; files (paths) or polars/pandas frames.
+
+    Parameters
+    ----------
+    frame
+        Table mode: a table with ``query_id, doc_id, label, score``; or, with ``scores``,
+        the judgments (``query_id, doc_id, label``) that ``scores`` are joined onto.
+    scores
+        Table mode: ``query_id, doc_id, score`` for ``frame``'s judgments.
+    qrels, run
+        TREC mode (trec_eval's semantics): the judgments and the retrieved documents.
+        Files in any supported format (a ``.txt`` or extension-less file is recognised by
+        its content; ``"-"`` is stdin) or frames with ``query_id, doc_id, label`` /
+        ``query_id, doc_id, score``.
+    metrics, measures
+        Measure names in any spelling of :mod:`rerank.measures.names` (``nDCG@10``,
+        ``ndcg_cut_10``, ``map``, ``RR@10``, ``P_10``, ``recall_100``, ``pnr`` ...), as a
+        list or a comma-separated string; ``None`` for the default set. Two names for one
+        keyword: give at most one.
+    per_query
+        Also return one row per query (``report.per_query``).
+    complete
+        TREC mode: judged queries missing from the run count as zero (trec_eval ``-c``).
+    pnr_unjudged
+        TREC mode: PNR over judged retrieved documents (``"skip"``) or with unjudged ones as
+        grade 0 (``"zero"``).
+    unmatched
+        Table mode with ``scores``: scored rows without a judgment are an error or dropped.
+    label_range
+        Inclusive range of the grades; ``None`` accepts any integer.
+
+    Returns
+    -------
+    EvaluationReport
+        A mapping measure -> value, keyed by this project's lower-case names; counts and
+        the per-query table as attributes.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> qrels = pl.DataFrame({"query_id": ["1", "1"], "doc_id": ["a", "z"], "label": [1, 1]})
+    >>> run = pl.DataFrame({"query_id": ["1", "1"], "doc_id": ["a", "x"], "score": [2.0, 1.0]})
+    >>> dict(evaluate(qrels=qrels, run=run, metrics=["AP", "P_2"]))
+    {'map': 0.5, 'p@2': 0.5}
+    """
+    names = _names(metrics, measures)
+    if (qrels is None) != (run is None):
+        raise input_error(None, "give both qrels and run (TREC mode)")
+    if qrels is not None:
+        if frame is not None or scores is not None:
+            raise input_error(None, "give either qrels and run, or a frame (and scores): not both")
+        return _trec(qrels, run, names, per_query, complete, pnr_unjudged, label_range)
+    if frame is None:
+        raise input_error(None, "nothing to evaluate: give a frame, or qrels and run")
+    if scores is not None:
+        if _is_path(frame) and _is_path(scores):
+            return evaluate_files(
+                frame,
+                scores,
+                measures=names,
+                unmatched=unmatched,
+                label_range=label_range,
+                per_query=per_query,
+            )
+        labeled = _labels_of(frame, label_range)
+        scored = _scores_of(scores)
+        return _table(labeled, scored, None, None, names, unmatched, per_query)
+    if _is_path(frame):
+        with _readable(frame, "table") as path:
+            labeled = data.read_labels(path, label_range=label_range)
+            scored = data.read_scores(path)
+        return _table(labeled, scored, frame, frame, names, "error", per_query)
+    table = _frame(frame, "frame", ("query_id", "doc_id", "label", "score"))
+    return _table(
+        _labels_of(table.drop("score"), label_range),
+        _scores_of(table.drop("label")),
+        None,
+        None,
+        names,
+        "error",
+        per_query,
+    )
+
+
 def evaluate_files(
     judgments: data.PathLike,
     scores: data.PathLike,
@@ -74,7 +197,12 @@ def evaluate_files(
     label_range: data.LabelRange = data.DEFAULT_LABEL_RANGE,
     per_query: bool = False,
 ) -> EvaluationReport:
-    """Evaluate the scores in one file against the judgments in another.
+    """Table mode: evaluate the scores in one file against the judged rows of another.
+
+    The measures are computed over the judged rows that have a score: a judged row
+    without a score is left out (``unscored_rows``), a scored row without a judgment is
+    an error, or dropped with ``unmatched="drop"`` (``unmatched_rows``). For TREC qrels
+    and a run use :func:`evaluate_trec_files`.
 
     Parameters
     ----------
@@ -85,7 +213,8 @@ def evaluate_files(
         A table with ``query_id, doc_id, score`` or a TREC run (``.run``, ``.trec``).
     measures
         Measure names (``pnr``, ``ndcg@10``, ... or ir-measures expressions); ``None``
-        for :data:`rerank.measures.DEFAULT_MEASURES`.
+        for :data:`rerank.measures.DEFAULT_MEASURES`. Keys of the report are the names
+        as given.
     unmatched
         Scored rows with no judged pair: ``"error"`` (the default) or ``"drop"``.
     label_range
@@ -113,26 +242,248 @@ def evaluate_files(
 
     names = list(measures) if measures is not None else list(measures_module.DEFAULT_MEASURES)
     _check_measure_names(names)  # before reading what may be large files
-    labeled = data.read_labels(judgments, label_range=label_range)
-    scored = data.read_scores(scores)
-    attached = data.attach_scores(
-        labeled,
-        scored,
-        unmatched=unmatched,
-        labeled_path=judgments,
-        scores_path=scores,
-        check_duplicates=False,  # both readers reject repeated pairs
-    )
+    with _readable(judgments, "judgments") as labeled_path:
+        labeled = data.read_labels(labeled_path, label_range=label_range)
+    with _readable(scores, "scores") as scores_path:
+        scored = data.read_scores(scores_path)
+    return _table(labeled, scored, judgments, scores, names, unmatched, per_query)
+
+
+def evaluate_trec_files(
+    qrels: data.PathLike,
+    run: data.PathLike,
+    *,
+    measures: Sequence[str] | None = None,
+    complete: bool = False,
+    pnr_unjudged: Literal["skip", "zero"] = "skip",
+    label_range: data.LabelRange = data.DEFAULT_LABEL_RANGE,
+    per_query: bool = False,
+) -> EvaluationReport:
+    """TREC mode: evaluate a run against qrels with trec_eval's semantics.
+
+    See :func:`rerank.measures.trec.evaluate_trec` for the semantics and the counts.
+    ``qrels`` may also be a labelled table, ``run`` a score table; ``"-"`` reads stdin.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "qrels.txt").write_text("q1 0 a 1\\nq1 0 z 1\\n")
+    >>> _ = (d / "run.txt").write_text("q1 Q0 a 1 3.0 m\\nq1 Q0 x 2 2.0 m\\n")
+    >>> report = evaluate_trec_files(d / "qrels.txt", d / "run.txt", measures=["map", "p@2"])
+    >>> report.aggregate
+    {'map': 0.5, 'p@2': 0.5}
+    """
+    from rerank import measures as measures_module
+
+    names = list(measures) if measures is not None else list(measures_module.DEFAULT_MEASURES)
+    _check_measure_names(names)
+    if str(qrels) == str(run) == "-":
+        raise input_error(None, "only one of the qrels and the run can be read from stdin")
+    with _readable(qrels, "qrels") as path:
+        labeled = data.read_labels(path, label_range=label_range)
+    with _readable(run, "run") as path:
+        scored = data.read_scores(path)
+    return _trec(labeled, scored, names, per_query, complete, pnr_unjudged, label_range, read=True)
+
+
+def canonical_names(names: Sequence[str]) -> list[str]:
+    """Measure names as this project's report keys, duplicates removed (``nDCG@10``,
+    ``ndcg_cut_10`` -> ``ndcg@10``).
+
+    Examples
+    --------
+    >>> canonical_names(["nDCG@10", "ndcg_cut_10", "recip_rank", "pnr", "AP(rel=2)"])
+    ['ndcg@10', 'mrr', 'pnr', 'AP(rel=2)']
+    """
+    from rerank.measures import PNR_MEASURES
+    from rerank.measures.names import resolve
+
+    keys = [name.strip() if name.strip() in PNR_MEASURES else resolve(name).key for name in names]
+    return list(dict.fromkeys(keys))
+
+
+# --------------------------------------------------------------------------------------
+
+
+def _names(metrics, measures) -> list[str]:
+    from rerank.measures import DEFAULT_MEASURES
+
+    if metrics is not None and measures is not None:
+        raise input_error(None, "give metrics or measures, not both (they are the same)")
+    given = metrics if metrics is not None else measures
+    if given is None:
+        return list(DEFAULT_MEASURES)
+    if isinstance(given, str):
+        from rerank.cli.evaluate import split_names
+
+        given = split_names(given)
+    names = canonical_names(list(given))
+    _check_measure_names(names)
+    return names
+
+
+def _table(labeled, scored, labeled_path, scores_path, names, unmatched, per_query):
+    from rerank import measures as measures_module
+
+    try:
+        attached = data.attach_scores(
+            labeled,
+            scored,
+            unmatched=unmatched,
+            labeled_path=labeled_path,
+            scores_path=scores_path,
+            check_duplicates=labeled_path is None,  # the file readers reject repeated pairs
+        )
+    except RerankError as err:
+        text = str(err)
+        if "no judged (query_id, doc_id)" in text:
+            # The join's own hint (drop the rows) inflates the measures on TREC judgments.
+            head = text.split("; set unmatched to 'drop'")[0]
+            raise RerankError(f"{head}; {_TABLE_HINT}") from None
+        raise
     if attached.frame.height == 0:
         raise input_error(
-            scores, f"no scored row matches a judged (query_id, doc_id) in {judgments}"
+            scores_path,
+            f"no scored row matches a judged (query_id, doc_id) in {labeled_path}; " + _TABLE_HINT,
         )
-    evaluation = measures_module.evaluate(attached.frame, names, per_query=per_query)
+    evaluation = measures_module.evaluate(
+        attached.frame, names, per_query=per_query, check_duplicates=False
+    )
     return EvaluationReport(
         aggregate=dict(evaluation.aggregate),
         counts=attached.counts(),
         per_query=evaluation.per_query if per_query else None,
     )
+
+
+def _trec(qrels, run, names, per_query, complete, pnr_unjudged, label_range, *, read=False):
+    """TREC mode on paths or frames (``read``: both were read by this module already)."""
+    from rerank.measures.trec import evaluate_trec
+
+    if not read:
+        qrels, run = _read_judgments(qrels, label_range, "qrels"), _read_scores(run)
+    evaluation, counts = evaluate_trec(
+        qrels,
+        run,
+        names,
+        complete=complete,
+        pnr_unjudged=pnr_unjudged,
+        per_query=per_query,
+    )
+    return EvaluationReport(dict(evaluation.aggregate), counts, evaluation.per_query)
+
+
+def _read_judgments(
+    value: data.PathLike | Any, label_range: data.LabelRange, role: str = "judgments"
+) -> pl.DataFrame:
+    """Checked ``query_id, doc_id, label`` from a path (any format) or a polars/pandas frame."""
+    if _is_path(value):
+        with _readable(value, role) as path:
+            return data.read_labels(path, label_range=label_range)
+    return _labels_of(value, label_range)
+
+
+def _read_scores(value: data.PathLike | Any) -> pl.DataFrame:
+    """Checked ``query_id, doc_id, score`` from a path (any format) or a polars/pandas frame."""
+    if _is_path(value):
+        with _readable(value, "run") as path:
+            return data.read_scores(path)
+    return _scores_of(value)
+
+
+def _is_path(value: Any) -> bool:
+    import os
+
+    return isinstance(value, (str, os.PathLike))
+
+
+@contextlib.contextmanager
+def _readable(path: data.PathLike, role: str) -> Iterator[data.PathLike]:
+    from rerank._formats import readable
+
+    with readable(path, role) as usable:
+        yield usable
+
+
+def _frame(frame: Any, name: str, columns: Sequence[str]) -> pl.DataFrame:
+    """A polars frame from a polars or pandas one, with ``columns`` present."""
+    if isinstance(frame, pl.LazyFrame):
+        frame = frame.collect()
+    if not isinstance(frame, pl.DataFrame):
+        if type(frame).__module__.split(".")[0] == "pandas" and hasattr(frame, "columns"):
+            frame = pl.from_pandas(frame, include_index=False)
+        else:
+            raise input_error(
+                None,
+                f"{name}: expected a path or a polars or pandas DataFrame, "
+                f"got {type(frame).__name__}",
+            )
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise input_error(
+            None,
+            f"{name}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}",
+        )
+    return frame
+
+
+def _labels_of(frame: Any, label_range: data.LabelRange) -> pl.DataFrame:
+    table = _frame(frame, "judgments", ("query_id", "doc_id", "label"))
+    if not table["label"].dtype.is_integer():
+        raise input_error(
+            None, f"judgments: column 'label': expected integer grades, got {table['label'].dtype}"
+        )
+    table = table.select(
+        pl.col("query_id").cast(pl.String),
+        pl.col("doc_id").cast(pl.String),
+        pl.col("label").cast(pl.Int64),
+    )
+    _check_nulls(table, "judgments")
+    if label_range is not None:
+        low, high = label_range
+        bad = table.filter((pl.col("label") < low) | (pl.col("label") > high))
+        if bad.height:
+            raise input_error(
+                None,
+                f"judgments: column 'label': expected an integer grade in {low}..{high}, "
+                f"got {bad['label'][0]}",
+            )
+    _check_unique(table, "judgments")
+    return table
+
+
+def _scores_of(frame: Any) -> pl.DataFrame:
+    table = _frame(frame, "scores", ("query_id", "doc_id", "score"))
+    if not table["score"].dtype.is_numeric():
+        raise input_error(
+            None, f"scores: column 'score': expected numbers, got {table['score'].dtype}"
+        )
+    table = table.select(
+        pl.col("query_id").cast(pl.String),
+        pl.col("doc_id").cast(pl.String),
+        pl.col("score").cast(pl.Float64),
+    )
+    _check_nulls(table, "scores")
+    if not table["score"].is_finite().all():
+        raise input_error(None, "scores: column 'score': expected finite numbers (no NaN or inf)")
+    _check_unique(table, "scores")
+    return table
+
+
+def _check_nulls(table: pl.DataFrame, name: str) -> None:
+    for column in table.columns:
+        if table[column].null_count():
+            row = int(table[column].is_null().arg_max()) + 1
+            raise input_error(None, f"{name}: row {row}: column '{column}': missing value")
+
+
+def _check_unique(table: pl.DataFrame, name: str) -> None:
+    repeated = ~table.select(pl.struct("query_id", "doc_id").is_first_distinct()).to_series()
+    if repeated.any():
+        row = int(repeated.arg_max())
+        qid, did = table[row, "query_id"], table[row, "doc_id"]
+        raise input_error(None, f"{name}: row {row + 1}: ({qid!r}, {did!r}) appears more than once")
 
 
 def _check_measure_names(names: Sequence[str]) -> None:
@@ -142,7 +493,7 @@ def _check_measure_names(names: Sequence[str]) -> None:
         raise input_error(None, "no measures requested")
     other = [name for name in names if name not in PNR_MEASURES]
     if other:
-        from rerank.measures import ir
+        from rerank.measures.names import resolve
 
         for name in other:
-            ir.parse_measure(name)
+            resolve(name)

@@ -116,7 +116,9 @@ def test_unmatched_error_then_drop(tmp_path, capsys):
     assert main(args) == 2
     assert capsys.readouterr().err == (
         f"rerank evaluate: error: {run}:6: 2 scored row(s) have no judged (query_id, doc_id) "
-        f"in {data}; the first is ('q3', 'x'); set unmatched to 'drop' to ignore them\n"
+        f"in {data}; the first is ('q3', 'x'); for TREC-style judgments (a judged pool; "
+        "unjudged retrieved documents count as non-relevant) use --qrels/--run instead of "
+        "--data/--scores\n"
     )
     assert not per_query.exists()
     out = run_json(capsys, *args[1:], "--unmatched", "drop", "--metrics", "pnr")
@@ -152,11 +154,11 @@ BAD_INPUTS = [
     ),
     ("empty.tsv", "", None, "empty.tsv: empty file: expected a header and data rows"),
     (
-        "eval.csv",
+        "eval.xlsx",
         LABELED,
         None,
-        "eval.csv: unknown file extension; supported: .tsv, .jsonl, "
-        ".parquet, .tsv.gz, .jsonl.gz, .run, .trec, .qrels",
+        "eval.xlsx: unknown file extension; supported: .tsv, .jsonl, "
+        ".parquet, .csv, .tsv.gz, .jsonl.gz, .csv.gz, .run, .trec, .qrels",
     ),
     (
         None,

@@ -22,6 +22,7 @@ from rerank.errors import RerankError
 # name -> module under rerank.cli; modules are imported lazily so that
 # `rerank evaluate` never pays for importing torch.
 SUBCOMMANDS: dict[str, str] = {
+    "compare": "rerank.cli.compare",
     "cycle": "rerank.cli.cycle",
     "evaluate": "rerank.cli.evaluate",
     "glue": "rerank.cli.glue",

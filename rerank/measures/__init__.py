@@ -26,7 +26,15 @@ if TYPE_CHECKING:
 # polars (and rerank.grouping, which needs it) are imported inside evaluate(): importing
 # rerank.measures.pnr runs this file, and the PNR kernels alone should start fast.
 
-__all__ = ["DEFAULT_MEASURES", "PNR_MEASURES", "Evaluation", "PNRResult", "evaluate", "pnr"]
+__all__ = [
+    "DEFAULT_MEASURES",
+    "PNR_MEASURES",
+    "Evaluation",
+    "PNRResult",
+    "evaluate",
+    "measure_values",
+    "pnr",
+]
 
 DEFAULT_MEASURES: tuple[str, ...] = ("pnr", "pnr_macro", "ndcg@10", "map", "mrr")
 PNR_MEASURES: tuple[str, ...] = ("pnr", "pnr_macro")
@@ -100,6 +108,7 @@ def evaluate(
     measures: Sequence[str] = DEFAULT_MEASURES,
     *,
     per_query: bool = False,
+    check_duplicates: bool = True,
 ) -> Evaluation:
     """Evaluate scores against labels with PNR and ir-measures.
 
@@ -116,6 +125,9 @@ def evaluate(
         ``err@20``, ``p@10``, ``recall@100``, ``nDCG@10``, ``AP(rel=2)``, ...).
     per_query
         Also return a per-query table.
+    check_duplicates
+        Check that no doc id repeats within a query (IR measures only); ``False`` skips the
+        check for frames whose readers checked it already.
 
     Returns
     -------
@@ -155,6 +167,8 @@ def evaluate(
         for name in ir_names:
             ir.parse_measure(name)  # fail on a bad name before any work
     _check_frame(frame)
+    if ir_names and check_duplicates:
+        _check_unique(frame)
 
     groups = group_queries(frame["query_id"])
     labels = frame["label"].to_numpy()
@@ -171,18 +185,13 @@ def evaluate(
             result = pnr(offsets, labels, scores)
         except ValueError as error:  # NaN scores: say it as a user error
             raise input_error(None, str(error), column="score") from None
-    ir_values: tuple[dict[str, float], dict[str, np.ndarray]] = ({}, {})
+    values: dict[str, np.ndarray] = {}
     if ir_names:
         doc_ids = frame["doc_id"]
         if groups.order is not None:
             doc_ids = doc_ids.gather(groups.order)
-        ir_values = ir.calc(
-            ir_names,
-            offsets,
-            doc_ids.to_list(),
-            labels,
-            scores,
-            query_ids=groups.query_ids.to_list(),
+        values = measure_values(
+            ir_names, offsets, doc_ids, labels, scores, query_ids=groups.query_ids
         )
     for name in names:
         if name == "pnr":
@@ -190,8 +199,8 @@ def evaluate(
         elif name == "pnr_macro":
             aggregate[name] = result.pnr_macro
         else:
-            aggregate[name] = ir_values[0][name]
-            columns[name] = ir_values[1][name]
+            aggregate[name] = _mean(values[name])
+            columns[name] = values[name]
     if result is not None:
         for count in PNR_COUNTS:
             aggregate[count] = getattr(result, count)
@@ -204,6 +213,81 @@ def evaluate(
     if per_query:
         table = pl.DataFrame({"query_id": groups.query_ids.cast(pl.String), **columns})
     return Evaluation(aggregate, table)
+
+
+def measure_values(
+    names: Sequence[str],
+    offsets: np.ndarray,
+    doc_ids: pl.Series,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    *,
+    query_ids: pl.Series | None = None,
+    judged: tuple[np.ndarray, pl.Series, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-query values of IR measures (not PNR) on query-grouped rows.
+
+    The measures :func:`rerank.measures.names.resolve` marks as fast come from the numba
+    kernels of :mod:`rerank.measures.common`, all others from ir-measures
+    (:func:`rerank.measures.ir.calc`); both follow trec_eval's conventions. ``judged`` is
+    ``(offsets, doc_ids, labels)`` of the judgments grouped in the same query order, when
+    they are not the ranked rows themselves (TREC qrels and a run).
+    """
+    from rerank.measures import ir
+    from rerank.measures.common import common_measures
+    from rerank.measures.names import resolve
+
+    fast = {n: resolve(n).fast for n in names}
+    fast_names = [
+        n for n in names if fast[n] is not None and not _err_out_of_range(n, fast, labels, judged)
+    ]
+    slow_names = [n for n in names if n not in fast_names]
+    values: dict[str, np.ndarray] = {}
+    if fast_names:
+        ideal = {} if judged is None else {"ideal_offsets": judged[0], "ideal_labels": judged[2]}
+        matrix = common_measures(
+            offsets, labels, scores, doc_ids, [fast[n] for n in fast_names], **ideal
+        )
+        values.update({n: matrix[:, i] for i, n in enumerate(fast_names)})
+    if slow_names:
+        ids = query_ids.cast(str).to_list() if query_ids is not None else None
+        judged_lists = None if judged is None else (judged[0], judged[1].to_list(), judged[2])
+        values.update(
+            ir.calc(
+                slow_names,
+                offsets,
+                doc_ids.to_list(),
+                labels,
+                scores,
+                query_ids=ids,
+                judged=judged_lists,
+            )[1]
+        )
+    return values
+
+
+def _check_unique(frame: pl.DataFrame) -> None:
+    import polars as pl
+
+    repeated = frame.select(pl.struct("query_id", "doc_id").is_duplicated()).to_series()
+    if repeated.any():
+        row = frame.row(int(repeated.arg_max()), named=True)
+        raise input_error(
+            None,
+            f"doc_id '{row['doc_id']}' appears more than once in query '{row['query_id']}'",
+        )
+
+
+def _err_out_of_range(name, fast, labels, judged) -> bool:
+    """ERR outside 0..4: let ir-measures (gdeval) say so."""
+    if fast[name].kind != "err":
+        return False
+    grades = labels if judged is None else judged[2]
+    return bool(len(grades)) and (int(grades.max()) > 4)
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def _check_frame(frame: pl.DataFrame) -> None:

@@ -15,7 +15,9 @@ name           ir-measures         meaning
 =============  ==================  ==========================================
 
 Any other ir-measures expression is accepted as it is (``nDCG@10``, ``AP(rel=2)``,
-``RR(rel=2)@10``), see https://ir-measur.es/en/latest/measures.html.
+``RR(rel=2)@10``), see https://ir-measur.es/en/latest/measures.html, and so are trec_eval
+names (``ndcg_cut_10``, ``recip_rank``, ``P_10``); :mod:`rerank.measures.names` resolves
+them all.
 
 Conventions to keep in mind when reading the numbers (they are those of ir-measures and
 its providers, not ours):
@@ -38,38 +40,14 @@ whitespace-separated file, so ERR needs doc ids without spaces.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from rerank.errors import input_error
+from rerank.measures.names import PROJECT_NAMES as FRIENDLY_NAMES
 
 __all__ = ["FRIENDLY_NAMES", "calc", "parse_measure"]
-
-# friendly name -> (ir-measures name, cutoff required?)
-_FRIENDLY = {
-    "ndcg": ("nDCG", False),
-    "map": ("AP", False),
-    "mrr": ("RR", False),
-    "err": ("ERR", True),
-    "p": ("P", True),
-    "recall": ("R", True),
-    "r": ("R", True),
-}
-FRIENDLY_NAMES = (
-    "ndcg",
-    "ndcg@K",
-    "map",
-    "map@K",
-    "mrr",
-    "mrr@K",
-    "err@K",
-    "p@K",
-    "recall@K",
-    "r@K",
-)
-_FRIENDLY_RE = re.compile(r"^([a-z]+)(?:@([1-9][0-9]*))?$")
 
 
 def parse_measure(name: str):
@@ -105,27 +83,9 @@ def _parse_measure(name: str):
     # providers costs more than the parse.
     import ir_measures
 
-    match = _FRIENDLY_RE.match(name.strip().lower())
-    if match and match.group(1) in _FRIENDLY:
-        base, needs_cutoff = _FRIENDLY[match.group(1)]
-        cutoff = match.group(2)
-        if needs_cutoff and cutoff is None:
-            raise input_error(None, f"measure '{name}' needs a cutoff, e.g. '{match.group(1)}@10'")
-        expression = base if cutoff is None else f"{base}@{cutoff}"
-    else:
-        expression = name.strip()
-    try:
-        measure = ir_measures.parse_measure(expression)
-    except (NameError, ValueError, SyntaxError, AssertionError, TypeError):
-        raise input_error(
-            None,
-            f"unknown measure '{name}': expected pnr, pnr_macro, {', '.join(FRIENDLY_NAMES)} "
-            "(K a positive integer) or an ir-measures expression such as nDCG@10 or AP(rel=2)",
-        ) from None
-    providers = ir_measures.providers.registry.values()
-    if not any(p.supports(measure) and p.is_available() for p in providers):
-        raise input_error(None, f"measure '{name}': no installed ir-measures provider computes it")
-    return measure
+    from rerank.measures.names import resolve
+
+    return ir_measures.parse_measure(resolve(name).expression)
 
 
 def calc(
@@ -136,6 +96,7 @@ def calc(
     scores: np.ndarray,
     *,
     query_ids: Sequence[str] | None = None,
+    judged: tuple[np.ndarray, Sequence[str], np.ndarray] | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Compute ir-measures on query-grouped rows.
 
@@ -149,6 +110,10 @@ def calc(
         One value per row, grouped by query. A doc id may appear once per query.
     query_ids
         The id of each group, used only in error messages.
+    judged
+        ``(offsets, doc_ids, labels)`` of the judgments, grouped in the same query order,
+        when they are not the ranked rows themselves (TREC qrels and a run: ``labels`` of
+        the ranked rows are then ignored). A query the run left empty gets 0.
 
     Returns
     -------
@@ -179,7 +144,18 @@ def calc(
         return {}, {}
     if any(m.NAME == "ERR" for m in measures.values()) and len(labels) and labels.max() > 4:
         raise input_error(None, f"ERR (gdeval) needs labels in 0..4, found {labels.max()}")
-    qrels, run = _dict_of_dict(offsets, doc_ids, labels, scores, query_ids)
+    if judged is None:
+        qrels, run = _dict_of_dict(offsets, doc_ids, labels, scores, query_ids)
+    else:
+        j_offsets, j_docs, j_labels = judged
+        if any(m.NAME == "ERR" for m in measures.values()) and len(j_labels):
+            if j_labels.max() > 4:
+                raise input_error(
+                    None, f"ERR (gdeval) needs labels in 0..4, found {j_labels.max()}"
+                )
+        qrels = _dict_of_dict(j_offsets, j_docs, j_labels, j_labels, query_ids)[0]
+        run = _dict_of_dict(offsets, doc_ids, scores, scores, query_ids)[1]
+        run = {q: docs for q, docs in run.items() if docs}
     canonical: dict = {}  # equal measures (nDCG@10, ndcg@10) -> the first of them
     for m in measures.values():
         canonical.setdefault(m, m)
@@ -193,7 +169,15 @@ def calc(
         if values is None:
             values = by_id[id(next(m for m in unique if m == metric.measure))]
         values[int(metric.query_id)] = metric.value
-    aggregate = {name: float(result.aggregated[m]) for name, m in measures.items()}
+    if judged is None:
+        aggregate = {name: float(result.aggregated[m]) for name, m in measures.items()}
+    else:  # trec_eval -c: queries judged but not retrieved count as zero
+        for m in unique:
+            by_id[id(m)][np.diff(offsets) == 0] = 0.0
+        aggregate = {
+            name: float(np.nanmean(by_id[id(canonical[m])])) if n_queries else float("nan")
+            for name, m in measures.items()
+        }
     per_query = {name: by_id[id(canonical[m])] for name, m in measures.items()}
     return aggregate, per_query
 
