@@ -28,7 +28,8 @@ class Source:
     """Where rows came from, to name them in errors (``index`` is the 0-based data row).
 
     ``kind`` is ``"tsv"`` (header on line 1), ``"jsonl"`` or ``"trec"`` (blank lines
-    skipped), ``"parquet"`` or ``"frame"`` (an in-memory table: ``row N``).
+    skipped), ``"csv"`` (quoted fields may span lines: ``row N``), ``"parquet"`` or
+    ``"frame"`` (an in-memory table: ``row N``).
     """
 
     name: str | None
@@ -40,7 +41,8 @@ class Source:
         if path is None:
             return cls(fallback, "frame")
         name = str(path).lower().removesuffix(".gz")
-        for suffix, kind in ((".tsv", "tsv"), (".jsonl", "jsonl"), (".parquet", "parquet")):
+        kinds = (".tsv", "tsv"), (".jsonl", "jsonl"), (".parquet", "parquet"), (".csv", "csv")
+        for suffix, kind in kinds:
             if name.endswith(suffix):
                 return cls(str(path), kind)
         return cls(str(path), "trec")
@@ -122,6 +124,8 @@ def _scan(source: Source) -> pl.LazyFrame:
             infer_schema=False,  # read strings, then cast: errors can name the row
             empty_string_is_null=False,
         )
+    if source.kind == "csv":
+        return pl.scan_csv(source.name, infer_schema=False, empty_string_is_null=False)
     if source.kind == "jsonl":
         return pl.scan_ndjson(source.name, infer_schema_length=None)
     return pl.scan_parquet(source.name)
@@ -297,6 +301,8 @@ def write(frame: pl.DataFrame, path: Path, kind: str, *, gz: bool) -> None:
     buffer = io.BytesIO()
     if kind == "tsv":
         frame.write_csv(buffer, separator="\t", quote_style="never")
+    elif kind == "csv":
+        frame.write_csv(buffer)
     else:
         frame.write_ndjson(buffer)
     data = buffer.getvalue()

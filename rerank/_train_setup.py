@@ -122,7 +122,8 @@ def read_train_frame(cfg: Config, targets: list[str]) -> pl.DataFrame:
             f"{path.name}: the training data has no 'label' column, but objective term {i} "
             f"('{cfg.objective[i].loss}') trains on labels"
         )
-    extra = [t for t in targets if t != "label"]
+    # a training JSONL's teacher scores come with the frame (rerank.pairs.read_training_jsonl)
+    extra = [t for t in targets if t != "label" and t not in frame.columns]
     if extra:
         frame = frame.hstack(_read_columns(path, extra, frame.height))
     return frame

@@ -55,7 +55,7 @@ SCORE_COLUMNS = (*ID_COLUMNS, "score")
 DEFAULT_LABEL_RANGE = (0, 4)
 TABLE_FORMATS = ("tsv", "jsonl", "parquet")
 
-TABLE_SUFFIXES = (".tsv", ".jsonl", ".parquet", ".tsv.gz", ".jsonl.gz")
+TABLE_SUFFIXES = (".tsv", ".jsonl", ".parquet", ".csv", ".tsv.gz", ".jsonl.gz", ".csv.gz")
 RUN_SUFFIXES = (".run", ".trec")
 QRELS_SUFFIXES = (".qrels",)
 
@@ -115,6 +115,11 @@ def read_pairs(
         Read the text columns ``query, title, summary``. ``False`` reads only the ids and
         the label (enough for evaluation, and much faster on large files).
 
+    A sentence-transformers / FlagEmbedding training JSONL (``query``, ``pos``, ``neg``,
+    optional ``pos_scores``/``neg_scores``; no ``query_id``) is read as labeled lists by
+    :func:`rerank.pairs.read_training_jsonl` (label 1 for ``pos``, 0 for ``neg``; teacher
+    scores in a ``teacher:scores`` column).
+
     Returns
     -------
     polars.DataFrame
@@ -141,6 +146,8 @@ def read_pairs(
     source = Source.of(None, "pairs") if given is not None else _table_source(path)
     wanted = [*ID_COLUMNS, *(TEXT_COLUMNS if text else ())]
     found = given.columns if given is not None else files.columns(source)
+    if source.kind == "jsonl" and "query_id" not in found and {"pos", "positive"} & set(found):
+        return _training_jsonl(path, labels, text)
     if "label" in found and labels == "forbidden":
         raise input_error(source.label, "unexpected column 'label': this input must be unlabeled")
     if "label" in found or labels == "required":
@@ -161,6 +168,17 @@ def read_pairs(
     frame = checks.validated(raw, typed, source)
     checks.require_unique(frame, ID_COLUMNS, source)
     return frame
+
+
+def _training_jsonl(path: PathLike, labels: str, text: bool) -> pl.DataFrame:
+    from rerank.pairs import read_training_jsonl
+
+    if labels == "forbidden":
+        raise input_error(
+            path, "a training JSONL has labels (pos/neg); this input must be unlabeled"
+        )
+    frame = read_training_jsonl(path)
+    return frame if text else frame.drop(TEXT_COLUMNS)
 
 
 def read_scores(path: PathLike) -> pl.DataFrame:
@@ -466,7 +484,7 @@ def _suffix(path: PathLike, suffixes: Sequence[str]) -> bool:
 
 def _table_kind(path: PathLike) -> str:
     name = str(path).lower().removesuffix(".gz")
-    for kind in ("tsv", "jsonl", "parquet"):
+    for kind in ("tsv", "jsonl", "parquet", "csv"):
         if name.endswith(f".{kind}") and not (kind == "parquet" and str(path).endswith(".gz")):
             return kind
     supported = ", ".join((*TABLE_SUFFIXES, *RUN_SUFFIXES, *QRELS_SUFFIXES))

@@ -47,6 +47,7 @@ from rerank.streaming import output_format, progress_bar, scan_pairs, stream_sco
 __all__ = [
     "ScoreSummary",
     "plan_batches",
+    "rerank_run",
     "resolve_precision",
     "score_file",
     "score_frame",
@@ -384,3 +385,56 @@ def score_file(
         )
     seconds = time.perf_counter() - t0
     return ScoreSummary(shards.rows, seconds, prec, str(dev), shards.world, shards.rank)
+
+
+def rerank_run(
+    model_dir: str | os.PathLike[str],
+    run_path: str | os.PathLike[str],
+    queries_path: str | os.PathLike[str],
+    corpus_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    depth: int | None = 100,
+    **options: Any,
+) -> ScoreSummary:
+    """Re-rank a first-stage TREC run: score each query's top ``depth`` documents.
+
+    Parameters
+    ----------
+    model_dir
+        A saved model directory.
+    run_path
+        The first-stage run: TREC (``.run``/``.trec``) or a table ``query_id, doc_id, score``.
+    queries_path, corpus_path
+        Query and document texts, as ``rerank pairs`` reads them
+        (:func:`rerank.pairs.read_queries`, :func:`rerank.pairs.read_documents`: a corpus
+        may have ``text`` only, without a title; ``.gz`` and ``.csv`` work too).
+    out_path
+        The re-ranked output; ``.run``/``.trec`` writes a TREC run ranked by the model's
+        score, a table keeps the first-stage order.
+    depth
+        Documents re-ranked per query (the first stage's best first); ``None``: all. The
+        rest of the run is left out of the output.
+    options
+        Passed to :func:`score_file` (``batch_size``, ``precision``, ``device``...).
+
+    Examples
+    --------
+    >>> rerank_run("model", "bm25.run", "queries.tsv", "corpus.jsonl", "model.run")  # doctest: +SKIP
+    """
+    import tempfile
+
+    from rerank.data import read_scores
+    from rerank.pairs import read_documents, read_queries, run_pairs
+
+    output_format(out_path, n_heads=len(options.get("heads") or ()) or 1)
+    run = read_scores(run_path)
+    pairs = run_pairs(
+        run, read_queries(queries_path), read_documents(corpus_path), depth=depth, run_path=run_path
+    )
+    parent = Path(out_path).resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".rerank-run.", dir=parent) as scratch:
+        pairs_path = Path(scratch) / "pairs.parquet"
+        pairs.write_parquet(pairs_path)
+        return score_file(model_dir, pairs_path, out_path, **options)

@@ -169,7 +169,7 @@ def test_overrides_as_list_or_dict(tmp_path):
     b = load_config(config, {"train.lr_max": 1e-4, "train.bf16": False}, cls=Config)
     assert a == b and a.train.lr_max == 1e-4 and a.train.bf16 is False
     assert a.data.train == str(tmp_path / "t.parquet")
-    with pytest.raises(RerankError, match="did you mean 'train.lr_max'"):
+    with pytest.raises(RerankError, match=r"did you mean .train\.lr_max."):
         load_config(config, {"train.lrmax": 1}, cls=Config)
 
 
@@ -205,7 +205,8 @@ def test_notebook_session(tmp_path, tiny_model_dir):
     ranker = rerank.Reranker.from_pretrained(result.final_dir, precision="fp32", device="cpu")
 
     from_frame = ranker.score(train)
-    from_list = ranker.score(list(zip(train["query"], train["title"], train["summary"])))
+    texts = zip(train["query"], train["title"], train["summary"], strict=True)
+    from_list = ranker.score(list(texts))
     np.testing.assert_allclose(from_frame, from_list, rtol=1e-5, atol=1e-6)
     assert from_frame.shape == (16,) and np.isfinite(from_frame).all()
 

@@ -152,8 +152,8 @@ def test_bad_corpus_and_bad_output_give_errors_and_no_file(tmp_path: Path):
     ):
         _run("--queries", str(queries), "--corpus", str(docs), "--out", str(tmp_path / "o.tsv"))
     docs.write_text('{"doc_id": "1", "title": "wing", "summary": "x"}\n')
-    with pytest.raises(RerankError, match=r"o\.csv: unknown file extension"):
-        _run("--queries", str(queries), "--corpus", str(docs), "--out", str(tmp_path / "o.csv"))
+    with pytest.raises(RerankError, match=r"o\.xlsx: unknown file extension"):
+        _run("--queries", str(queries), "--corpus", str(docs), "--out", str(tmp_path / "o.xlsx"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl", "q.tsv"]
     with pytest.raises(RerankError, match=r"missing\.tsv: no such file"):
         _run("--queries", str(tmp_path / "missing.tsv"), "--corpus", str(docs), "--out", "o.tsv")

@@ -169,10 +169,10 @@ def test_jsonl_and_parquet_cast_integer_ids_to_strings(tmp_path):
         ("empty.tsv", "", "empty.tsv: empty file: expected a header and data rows"),
         ("header.tsv", HEADER, "header.tsv: empty file: no data rows"),
         (
-            "pairs.csv",
+            "pairs.xlsx",
             "query_id,doc_id\n",
-            "pairs.csv: unknown file extension; supported: .tsv, .jsonl, .parquet, "
-            ".tsv.gz, .jsonl.gz, .run, .trec, .qrels",
+            "pairs.xlsx: unknown file extension; supported: .tsv, .jsonl, .parquet, .csv, "
+            ".tsv.gz, .jsonl.gz, .csv.gz, .run, .trec, .qrels",
         ),
         (
             "frac.jsonl",
@@ -378,8 +378,8 @@ def test_table_round_trips(tmp_path, name):
         (
             "out.xlsx",
             pl.DataFrame({"query_id": ["q1"]}),
-            "out.xlsx: unknown file extension; supported: .tsv, .jsonl, .parquet, .tsv.gz, "
-            ".jsonl.gz, .run, .trec, .qrels",
+            "out.xlsx: unknown file extension; supported: .tsv, .jsonl, .parquet, .csv, "
+            ".tsv.gz, .jsonl.gz, .csv.gz, .run, .trec, .qrels",
         ),
     ],
 )

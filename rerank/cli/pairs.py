@@ -18,15 +18,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "knowledge rekindle. BM25 runs over title + summary (bm25s, k1=1.5, b=0.75, "
             "English stop words, Snowball stemming); ties go to the smaller doc_id. "
             "--mode sentences instead pairs sentences of the same document (rekindle data "
-            "for GLUE teachers; see rerank.glue.sentences)."
+            "for GLUE teachers; see rerank.glue.sentences). --mode judged turns TREC qrels "
+            "+ queries + corpus into labeled query lists (training/eval data). An --out "
+            "ending in .run or .trec writes the BM25 retrieval as a TREC run."
         ),
     )
     parser.add_argument(
         "--mode",
-        choices=("bm25", "sentences"),
+        choices=("bm25", "sentences", "judged"),
         default="bm25",
         help="bm25: queries x their top-k documents; sentences: adjacent + --random-pairs "
-        "random sentence pairs of each document, no queries (default: %(default)s)",
+        "random sentence pairs of each document, no queries; judged: the --qrels pairs "
+        "with their labels and texts (default: %(default)s)",
     )
     parser.add_argument(
         "--queries",
@@ -44,7 +47,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--k", type=int, default=10, help="documents per query (default: %(default)s)"
     )
     parser.add_argument(
-        "--out", required=True, metavar="FILE", help="output .parquet, .tsv or .jsonl"
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="output .parquet, .tsv, .csv or .jsonl (.gz too); bm25 mode: .run/.trec for a "
+        "TREC run with the BM25 scores",
+    )
+    parser.add_argument(
+        "--qrels",
+        metavar="FILE",
+        help="judged mode: TREC qrels (qid 0 docid rel) or a table query_id, doc_id, label",
     )
     parser.add_argument(
         "--exclude-judged",
@@ -71,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.mode == "sentences":
         return _run_sentences(args)
+    if args.mode == "judged":
+        return _run_judged(args)
     if not args.queries:
         raise RerankError("--queries is required in bm25 mode")
     if args.k < 1:
@@ -78,12 +92,37 @@ def run(args: argparse.Namespace) -> int:
     queries = read_queries(args.queries)
     docs = read_documents(args.corpus)
     exclude = read_judged(args.exclude_judged) if args.exclude_judged else None
-    pairs = build_pairs(queries, docs, k=args.k, exclude=exclude)
-    write_pairs(pairs, args.out)
+    as_run = str(args.out).lower().endswith((".run", ".trec"))
+    pairs = build_pairs(queries, docs, k=args.k, exclude=exclude, scores=as_run)
+    if as_run:
+        from rerank.data import write_trec_run
+
+        write_trec_run(pairs.select("query_id", "doc_id", "score"), args.out, tag="bm25")
+    else:
+        write_pairs(pairs, args.out)
     matched = pairs.get_column("query_id").n_unique()
     print(
         f"wrote {pairs.height:,} pairs for {matched:,} of {queries.height:,} queries "
         f"({queries.height - matched:,} without a matching document) to {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _run_judged(args: argparse.Namespace) -> int:
+    from rerank.data import read_labels
+    from rerank.pairs import labeled_pairs, read_documents, read_queries, write_pairs
+
+    if not args.qrels or not args.queries:
+        raise RerankError("--mode judged needs --qrels, --queries and --corpus")
+    qrels = read_labels(args.qrels, label_range=None)
+    pairs = labeled_pairs(
+        qrels, read_queries(args.queries), read_documents(args.corpus), qrels_path=args.qrels
+    )
+    write_pairs(pairs, args.out)
+    print(
+        f"wrote {pairs.height:,} labeled pairs of {pairs['query_id'].n_unique():,} queries "
+        f"to {args.out}",
         file=sys.stderr,
     )
     return 0

@@ -16,7 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "Score every row of a pairs table (query_id, doc_id, query, title, summary) "
             "with a saved model and write query_id, doc_id, score in input order: .tsv, "
             ".parquet or .jsonl, or a TREC run for .run/.trec. Streams inputs larger than "
-            "memory; runs sharded under torchrun (rank 0 writes the output)."
+            "memory; runs sharded under torchrun (rank 0 writes the output). With --run, "
+            "--queries and --corpus instead of --data: re-rank a first-stage TREC run "
+            "(each query's top --depth documents) and write the re-ranked run."
         ),
     )
     parser.add_argument(
@@ -37,7 +39,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "else cross-encoder (default: %(default)s)",
     )
     parser.add_argument(
-        "--data", required=True, metavar="FILE", help="pairs table: .parquet, .tsv or .jsonl"
+        "--data",
+        metavar="FILE",
+        help="pairs table: .parquet, .tsv or .jsonl (.gz too); or give --run, --queries, --corpus",
+    )
+    parser.add_argument(
+        "--run",
+        dest="run_path",
+        metavar="FILE",
+        help="a first-stage TREC run to re-rank (instead of --data)",
+    )
+    parser.add_argument(
+        "--queries",
+        metavar="FILE",
+        help="with --run: query_id, query (or qid, text; a headerless qid<TAB>text TSV works)",
+    )
+    parser.add_argument(
+        "--corpus",
+        metavar="FILE",
+        help="with --run: doc_id, title, summary (or text/abstract; title may be absent)",
+    )
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=100,
+        help="with --run: documents re-ranked per query, the run's best first "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--out", required=True, metavar="FILE", help="scores: .tsv, .parquet, .jsonl, .run, .trec"
@@ -102,9 +129,10 @@ def resolve_model_dir(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import functools
     import logging
 
-    from rerank.score import score_file
+    from rerank.score import rerank_run, score_file
 
     logging.basicConfig(level=logging.WARNING, format="rerank score: %(message)s")
     heads = [h.strip() for h in args.heads.split(",") if h.strip()] if args.heads else None
@@ -112,9 +140,21 @@ def run(args: argparse.Namespace) -> int:
         args.kind == "auto" and _detect_kind(args.model) == "bi-encoder"
     ):
         return _score_bi_encoder(args, heads)
-    summary = score_file(
+    reranking = [args.run_path, args.queries, args.corpus]
+    if args.data and any(reranking):
+        raise RerankError("give either --data or --run with --queries and --corpus, not both")
+    if not args.data and not all(reranking):
+        raise RerankError("give --data (a pairs table), or --run with --queries and --corpus")
+    if args.depth < 1:
+        raise RerankError(f"--depth: expected a positive integer, got {args.depth}")
+    if args.data:
+        scorer, sources = score_file, (args.data,)
+    else:
+        scorer = functools.partial(rerank_run, depth=args.depth)
+        sources = (args.run_path, args.queries, args.corpus)
+    summary = scorer(
         resolve_model_dir(args.model),
-        args.data,
+        *sources,
         args.out,
         batch_size=args.batch_size,
         max_tokens=args.max_tokens,
