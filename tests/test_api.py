@@ -214,6 +214,6 @@ def test_notebook_session(tmp_path, tiny_model_dir):
     ranked = ranker.rank(train["query"][0], docs, top_k=3)
     assert len(ranked) == 3 and ranked[0]["score"] >= ranked[-1]["score"]
 
-    if hasattr(rerank, "evaluate"):  # added by the evaluation work; skipped until it lands
-        report = rerank.evaluate(train.assign(score=from_frame))
-        assert report is not None
+    report = rerank.evaluate(train.assign(score=from_frame), measures=["pnr", "ndcg@10"])
+    figures = report.as_dict()
+    assert figures["pnr"] > 0 and 0 <= figures["ndcg@10"] <= 1
