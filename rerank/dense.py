@@ -63,6 +63,7 @@ __all__ = [
     "has_ranking_head",
     "resolve_model_path",
     "score_file",
+    "scoring_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,33 @@ def detect_kind(path: str | os.PathLike[str]) -> ModelKind:
     if modules is not None and any(_module_kind(m) == "Pooling" for m in modules):
         return "bi-encoder"
     return "cross-encoder"
+
+
+def scoring_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files that decide a bi-encoder's scores: weights, tokenizer and pooling configs.
+
+    For provenance (the teacher-score store hashes them): the encoder's weight files
+    (``*.safetensors``, ``pytorch_model*.bin``), its ``config.json`` and tokenizer files,
+    and the sentence-transformers module configs, those present.
+    """
+    root = resolve_model_path(path)
+    layout = _checkpoint_layout(root)
+    encoder_dir = Path(layout["encoder_dir"])
+    weights = sorted([*encoder_dir.glob("*.safetensors"), *encoder_dir.glob("pytorch_model*.bin")])
+    if not weights:
+        raise input_error(encoder_dir, "no model weights (model.safetensors) found")
+    names = (
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "special_tokens_map.json",
+        "sentence_bert_config.json",
+    )
+    configs = [encoder_dir / n for n in names]
+    configs += [root / "modules.json", root / "config_sentence_transformers.json"]
+    configs += sorted(root.glob("*_Pooling/config.json"))
+    return weights + sorted({c for c in configs if c.is_file()})
 
 
 def _pooling_modes(config: dict[str, Any], where: Path) -> tuple[str, ...]:
@@ -363,7 +391,7 @@ class BiEncoder:
         """
         from transformers import AutoModel, AutoTokenizer
 
-        from rerank.model import quiet_transformers
+        from rerank.model import check_weights, quiet_transformers
         from rerank.score import _device
 
         root = resolve_model_path(path)
@@ -375,9 +403,10 @@ class BiEncoder:
             raise input_error(
                 encoder_dir, "no config.json: expected a Hugging Face model directory"
             )
+        check_weights(encoder_dir)  # safetensors only, never a pickled .bin
         try:
             with quiet_transformers():
-                model = AutoModel.from_pretrained(str(encoder_dir))
+                model = AutoModel.from_pretrained(str(encoder_dir), use_safetensors=True)
                 tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir))
         except (OSError, ValueError) as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -23,8 +23,22 @@ scores the pairs once into the teacher-score store (:mod:`rerank.rekindle.store`
     weight = 0.1
 
 Several teachers (MoEGP) get one student head each (``model.heads = {t1 = {}, t2 = {}}``)
-and one KD term per head. The ablations are objectives: ``kd+mlm`` (all terms), ``kd``
-(without the ``mlm`` term), ``mlm`` (only it); :func:`ablate` derives them from one config.
+and one KD term per head. A teacher is any expert (``kind``, default ``auto``): a
+cross-encoder, a sentence-embedding model used zero-shot as a bi-encoder, or a first-stage
+run (:mod:`rerank.rekindle.store`); kinds mix freely::
+
+    [rekindle]
+    standardize = true                # cosines and BM25 scores live on different scales
+    [rekindle.teachers.t1]
+    path = "../../runs/cranfield/teacher/best"
+    [rekindle.teachers.dense]
+    path = "default"
+    kind = "bi-encoder"
+    [rekindle.teachers.bm25]
+    path = "bm25_rekindle.run"        # a file: kind "run" (auto)
+
+The ablations are objectives: ``kd+mlm`` (all terms), ``kd`` (without the ``mlm`` term),
+``mlm`` (only it); :func:`ablate` derives them from one config.
 
 Snapshots: with ``rekindle.snapshot_every = N`` the student's weights at steps N, 2N, ...
 are kept under ``snapshots/step-<k>`` (the checkpoints for the paper's Figure 3). The loop
@@ -69,8 +83,25 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
 
 @dataclass
 class TeacherConfig:
-    path: str = field(default="", metadata=_help("the teacher's saved model directory", path=True))
-    head: str = field(default="", metadata=_help("teacher head that scores; empty: its primary"))
+    path: str = field(
+        default="",
+        metadata=_help(
+            "the teacher: a model directory ('default': all-MiniLM-L6-v2) or a run file "
+            "(.run/.trec, or a table query_id, doc_id, score)",
+            path=True,
+        ),
+    )
+    head: str = field(
+        default="", metadata=_help("cross-encoder teacher head that scores; empty: its primary")
+    )
+    kind: Literal["auto", "cross-encoder", "bi-encoder", "run"] = field(
+        default="auto",
+        metadata=_help(
+            "cross-encoder (a ranking model), bi-encoder (cosine of a sentence-embedding "
+            "model), run (first-stage scores joined by query_id, doc_id) or auto: a file is "
+            "a run, a directory as `rerank score --kind auto` detects it"
+        ),
+    )
 
 
 @dataclass
@@ -184,7 +215,9 @@ def pretrain(cfg: RekindleConfig, *, max_steps_this_run: int | None = None) -> P
     out_dir = Path(cfg.train.output_dir).resolve()
     cfg.train.output_dir = str(out_dir)
     store = store_path(cfg)
-    teachers = [Teacher(n, Path(t.path), t.head or None) for n, t in cfg.rekindle.teachers.items()]
+    teachers = [
+        Teacher(n, Path(t.path), t.head or None, t.kind) for n, t in cfg.rekindle.teachers.items()
+    ]
     built = build_store(
         cfg.rekindle.data,
         teachers,

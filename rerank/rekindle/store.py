@@ -1,20 +1,38 @@
 """The teacher-score store: rekindle pairs scored once by one or more teachers.
 
+A teacher is any expert that gives a (query, document) pair a number: a ranking model (a
+*cross-encoder*, :mod:`rerank.score`), a sentence-embedding model used zero-shot (a
+*bi-encoder*: cosine of the two texts' embeddings, :mod:`rerank.dense`), or a first-stage
+*run* (a TREC run or a scored table ``query_id, doc_id, score`` such as BM25's, read by
+:func:`rerank.data.read_scores` and joined onto the rekindle rows by ``(query_id,
+doc_id)``; every rekindle pair must be in it). ``kind = "auto"`` takes a file for a run and
+detects a directory's kind as ``rerank score --kind auto`` does
+(:func:`rerank.dense.detect_kind`).
+
 A store is one Parquet file: the rekindle rows (``query_id, doc_id, query, title,
 summary``) plus one ``Float64`` column ``teacher:<name>`` per teacher, the targets of
 expert-guided pre-training. Its provenance lives in the Parquet key-value metadata under
 ``rerank.provenance`` (JSON), so data and provenance can never drift apart::
 
     {"data": {"path": ..., "sha256": ..., "rows": 5998},
-     "teachers": {"t1": {"path": ..., "head": "score", "max_length": 192,
-                         "weights": {"model.safetensors": "<sha256>"}}},
+     "teachers": {"t1": {"kind": "cross-encoder", "path": ..., "head": "score",
+                         "max_length": 192, "weights": {"model.safetensors": "<sha256>"}},
+                  "dense": {"kind": "bi-encoder", "path": "default", "head": null,
+                            "max_length": null, "weights": {"model.safetensors": ...,
+                            "modules.json": ..., "1_Pooling/config.json": ...}},
+                  "bm25": {"kind": "run", "path": "bm25.run", "head": null,
+                           "max_length": null, "sha256": "<sha256 of the run file>"}},
      "created": "2025-01-01T00:00:00+00:00", "rerank_version": "0.1.0"}
 
 Scoring is expensive, so :func:`build_store` reuses what it can: a teacher column is kept
-when the data file's hash and the teacher's record (weight hashes, head, max length) are
-unchanged, and only changed or new teachers are scored. The weights hash is the sha256 of
-``model.safetensors`` (and of ``rerank_heads.safetensors`` when the teacher has extra heads),
-so retraining a teacher in place is noticed even when its path stays the same.
+when the data file's hash and the teacher's record (kind, weight hashes, head, max length;
+a run's file hash) are unchanged, and only changed or new teachers are scored. A
+cross-encoder's weights hash is the sha256 of ``model.safetensors`` (and of
+``rerank_heads.safetensors`` when the teacher has extra heads), so retraining a teacher in
+place is noticed even when its path stays the same; a bi-encoder's covers its weights,
+tokenizer and pooling configs (:func:`rerank.dense.scoring_files`). A bi-encoder scores at
+its checkpoint's own ``max_seq_length``; ``max_length`` applies to cross-encoders. A
+record without ``kind`` (a store built before kinds) is a cross-encoder's.
 """
 
 from __future__ import annotations
@@ -27,7 +45,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
@@ -36,13 +54,16 @@ from rerank.atomic import atomic_path
 from rerank.errors import RerankError, input_error
 
 __all__ = [
+    "TEACHER_KINDS",
     "StoreResult",
     "Teacher",
+    "TeacherKind",
     "build_store",
     "file_sha256",
     "read_provenance",
     "read_store",
     "teacher_column",
+    "teacher_kind",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,7 +73,10 @@ PAIR_COLUMNS = ("query_id", "doc_id", "query", "title", "summary")
 WEIGHT_FILES = ("model.safetensors", "rerank_heads.safetensors")
 
 Scorer = Callable[[Path, pl.DataFrame, str | None, int], "pl.Series"]
-"""``(teacher_dir, rows, head, max_length) -> scores``: how a teacher scores rows."""
+"""``(teacher_dir, rows, head, max_length) -> scores``: how a cross-encoder teacher scores rows."""
+
+TeacherKind = Literal["auto", "cross-encoder", "bi-encoder", "run"]
+TEACHER_KINDS: tuple[str, ...] = ("auto", "cross-encoder", "bi-encoder", "run")
 
 
 def teacher_column(name: str) -> str:
@@ -62,7 +86,7 @@ def teacher_column(name: str) -> str:
 
 @dataclass(frozen=True)
 class Teacher:
-    """A teacher: a saved ranking model directory and the head that scores.
+    """A teacher: a model directory or a run file, and how it scores.
 
     Parameters
     ----------
@@ -70,20 +94,49 @@ class Teacher:
         Column suffix (``teacher:<name>``) and, in multi-teacher rekindle, the name of the
         student head that learns from it.
     path
-        The teacher's model directory.
+        The teacher's model directory (``"default"``: all-MiniLM-L6-v2), or a run file.
     head
-        Which of the teacher's heads scores (``None``: its primary head).
+        Which of a cross-encoder teacher's heads scores (``None``: its primary head).
+    kind
+        ``cross-encoder``, ``bi-encoder``, ``run`` or ``auto`` (see :func:`teacher_kind`).
     """
 
     name: str
     path: Path
     head: str | None = None
+    kind: TeacherKind = "auto"
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in ":/\\ \t"):
             raise RerankError(
                 f"Teacher: name '{self.name}' must be non-empty without ':', '/', or spaces"
             )
+        if self.kind not in TEACHER_KINDS:
+            raise RerankError(
+                f"teacher '{self.name}': kind must be one of {', '.join(TEACHER_KINDS)}, "
+                f"got '{self.kind}'"
+            )
+        if self.head and self.kind in ("bi-encoder", "run"):
+            raise RerankError(f"teacher '{self.name}': a {self.kind} teacher has no head to choose")
+
+
+def teacher_kind(teacher: Teacher) -> str:
+    """The teacher's kind, ``auto`` resolved: a file is a run, a directory is detected.
+
+    A directory with a trained ranking head is a cross-encoder, a sentence-transformers
+    directory (or ``"default"``) without one a bi-encoder, any other a cross-encoder
+    (:func:`rerank.dense.detect_kind`, as ``rerank score --kind auto``).
+    """
+    if teacher.kind != "auto":
+        return teacher.kind
+    if Path(teacher.path).is_file():
+        return "run"
+    from rerank.dense import detect_kind
+
+    kind = detect_kind(teacher.path)
+    if kind == "bi-encoder" and teacher.head:
+        raise RerankError(f"teacher '{teacher.name}': a bi-encoder teacher has no head to choose")
+    return kind
 
 
 @dataclass(frozen=True)
@@ -111,17 +164,33 @@ def _weights_hashes(path: Path) -> dict[str, str]:
 
 
 def _teacher_record(teacher: Teacher, max_length: int) -> dict[str, Any]:
+    kind = teacher_kind(teacher)
+    path = Path(teacher.path)
+    record: dict[str, Any] = {"kind": kind, "path": str(teacher.path), "head": None}
+    if kind == "run":
+        if not path.is_file():
+            raise input_error(path, f"teacher '{teacher.name}': run file does not exist")
+        return {**record, "max_length": None, "sha256": file_sha256(path)}
+    if kind == "bi-encoder":
+        from rerank.dense import resolve_model_path, scoring_files
+
+        root = resolve_model_path(teacher.path)
+        files = {f.relative_to(root).as_posix(): file_sha256(f) for f in scoring_files(root)}
+        return {**record, "max_length": None, "weights": files}
     return {
-        "path": str(teacher.path),
+        **record,
         "head": teacher.head,
         "max_length": max_length,
-        "weights": _weights_hashes(Path(teacher.path)),
+        "weights": _weights_hashes(path),
     }
 
 
 def _same_scoring(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    # The path may move (a copied run directory); the weights, head and length decide.
-    keys = ("head", "max_length", "weights")
+    # The path may move (a copied run directory); the kind, weights (or the run file's
+    # hash), head and length decide. A record from before kinds is a cross-encoder's.
+    if old.get("kind", "cross-encoder") != new["kind"]:
+        return False
+    keys = ("head", "max_length", "weights", "sha256")
     return all(old.get(k) == new.get(k) for k in keys)
 
 
@@ -153,6 +222,33 @@ def _default_scorer(path: Path, rows: pl.DataFrame, head: str | None, max_length
     return pl.Series(scores.reshape(len(rows), -1)[:, 0], dtype=pl.Float64)
 
 
+def _bi_encoder_scores(path: Path, rows: pl.DataFrame) -> pl.Series:
+    from rerank.dense import BiEncoder
+
+    scores = BiEncoder.from_pretrained(path).score_frame(rows, progress=True)
+    return pl.Series(scores, dtype=pl.Float64)
+
+
+def _run_scores(path: Path, rows: pl.DataFrame) -> pl.Series:
+    """The run's score of every rekindle row, joined by ``(query_id, doc_id)``."""
+    from rerank.data import read_scores
+
+    ids = ["query_id", "doc_id"]
+    run = read_scores(path).select(*ids, pl.col("score").alias("_run_score"))
+    keys = rows.select(pl.col(c).cast(pl.String) for c in ids).with_row_index("_row")
+    joined = keys.join(run, on=ids, how="left").sort("_row")
+    missing = joined.filter(pl.col("_run_score").is_null())
+    if missing.height:
+        q, d = missing.row(0)[1:3]
+        raise input_error(
+            path,
+            f"the run has no score for (query_id {q!r}, doc_id {d!r}) of the rekindle data "
+            f"({missing.height} of {rows.height} rekindle pairs missing); a run teacher must "
+            "score every rekindle pair",
+        )
+    return joined.get_column("_run_score").alias("score")
+
+
 def build_store(
     data: str | os.PathLike[str],
     teachers: Sequence[Teacher],
@@ -175,8 +271,9 @@ def build_store(
     max_length
         Token length the teachers score at (part of the provenance).
     scorer
-        How a teacher scores rows (default: :func:`rerank.score.score_frame` on the
-        loaded model). Tests pass a cheap one.
+        How a cross-encoder teacher scores rows (default: :func:`rerank.score.score_frame`
+        on the loaded model). Tests pass a cheap one. Bi-encoder teachers score with
+        :class:`rerank.dense.BiEncoder`, run teachers by the join above.
 
     Returns
     -------
@@ -226,13 +323,20 @@ def build_store(
             assert old_frame is not None
             columns.append(old_frame.get_column(column))
             continue
+        kind = records[teacher.name]["kind"]
         log.info(
-            "scoring %d rekindle pairs with teacher '%s' (%s)",
+            "scoring %d rekindle pairs with %s teacher '%s' (%s)",
             rows.height,
+            kind,
             teacher.name,
             teacher.path,
         )
-        scores = scorer(Path(teacher.path), rows, teacher.head, max_length)
+        if kind == "run":
+            scores = _run_scores(Path(teacher.path), rows)
+        elif kind == "bi-encoder":
+            scores = _bi_encoder_scores(Path(teacher.path), rows)
+        else:
+            scores = scorer(Path(teacher.path), rows, teacher.head, max_length)
         if len(scores) != rows.height:
             raise RerankError(
                 f"teacher '{teacher.name}': scorer returned {len(scores)} scores for {rows.height} rows"
