@@ -31,21 +31,25 @@ VARIANTS = ["kd+mlm", "kd", "mlm"]
 MEASURES = ("pnr", "ndcg@10")
 ORDER = [
     "bm25",
+    "dense",
     "teacher",
     "plain",
     "plain (long)",
     "rekindled",
     "rekindled (kd)",
     "rekindled (mlm)",
+    "rekindled + dense",
 ]
 LABELS = {
     "bm25": "BM25",
+    "dense": "zero-shot dense (bi-encoder, no training)",
     "teacher": "teacher",
     "plain": "student, plain fine-tune",
     "plain (long)": "student, plain fine-tune, steps of pre-training + fine-tune",
     "rekindled": "rekindled student (KD+MLM)",
     "rekindled (kd)": "rekindled student (KD only)",
     "rekindled (mlm)": "rekindled student (MLM only)",
+    "rekindled + dense": "rekindled student fused with the dense expert",
 }
 
 
@@ -127,17 +131,24 @@ def aggregate(reports: dict[int, dict]) -> dict:
 
 
 def paired_gains(reports: dict[int, dict]) -> dict:
-    """Per split and measure: rekindled minus teacher / plain, per seed (paired by seed)."""
+    """Per split and measure: the final model minus every other row, per seed (paired).
+
+    The final model is the cycle's ``final`` row (``rekindled``, or ``rekindled + dense``
+    with fusion); the rekindled student is also compared with its teacher and the plain
+    fine-tunes when it is not the final row.
+    """
     out: dict = {}
     for seed, report in reports.items():
         res = report["results"]
-        for other in ("teacher", "plain", "plain (long)"):
-            if other not in res:
-                continue
+        final = report.get("final", "rekindled")
+        pairs = [(final, o) for o in res if o != final]
+        if final != "rekindled":
+            pairs += [("rekindled", o) for o in ("teacher", "plain", "plain (long)") if o in res]
+        for row, other in pairs:
             for split in ("eval", "test"):
                 for measure in MEASURES:
-                    diff = res["rekindled"][split][measure] - res[other][split][measure]
-                    out.setdefault(f"rekindled - {other}", {}).setdefault(split, {}).setdefault(
+                    diff = res[row][split][measure] - res[other][split][measure]
+                    out.setdefault(f"{row} - {other}", {}).setdefault(split, {}).setdefault(
                         measure, {}
                     )[str(seed)] = diff
     for splits in out.values():
@@ -151,6 +162,11 @@ def paired_gains(reports: dict[int, dict]) -> dict:
                     "seeds": per_seed,
                 }
     return out
+
+
+def query_intervals(reports: dict[int, dict]) -> dict:
+    """Each seed's paired-over-queries comparisons of its final model (report.json)."""
+    return {str(seed): r["comparisons"] for seed, r in reports.items() if r.get("comparisons")}
 
 
 def markdown(record: dict) -> str:
@@ -183,6 +199,24 @@ def markdown(record: dict) -> str:
             for s, m in cols
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    intervals = record.get("query_intervals") or {}
+    if intervals:
+        lines += [
+            "",
+            "Per seed, the final model minus each row on the test split, paired over queries: "
+            "difference [95% bootstrap interval]; 'ahead' only when the interval is above 0:",
+            "",
+            "| seed | vs | test PNR | test nDCG@10 |",
+            "|---|---|---|---|",
+        ]
+        for seed, by_split in intervals.items():
+            for other, by in by_split.get("test", {}).items():
+                cells = [
+                    f"{by[m]['delta']:+.4f} [{by[m]['ci95'][0]:+.4f}, {by[m]['ci95'][1]:+.4f}]"
+                    + (" ahead" if by[m]["wins"] else "")
+                    for m in MEASURES
+                ]
+                lines.append(f"| {seed} | {LABELS.get(other, other)} | " + " | ".join(cells) + " |")
     lines += ["", "Per-seed values:", ""]
     for model in models:
         for s, m in cols:
@@ -281,6 +315,7 @@ def main() -> int:
         "seeds": sorted(reports),
         "results": aggregate(reports),
         "gains": paired_gains(reports),
+        "query_intervals": query_intervals(reports),
         "pretraining": mean_curves(reports),
         "pretraining_proxy": first.get("pretraining_proxy", ""),
         "command": command,

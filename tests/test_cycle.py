@@ -80,6 +80,7 @@ bm25_test = "{sample}/bm25_test.run"
 num_threads = 1
 figure_variants = ["kd+mlm", "kd"]
 checkpoint_every = 2
+dense = "{dense}"
 [finetune]
 config = "recipe.toml"
 [pairs]
@@ -102,6 +103,7 @@ def make_cycle(root: Path, *, steps=4, pre_steps=4, every=2) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     teacher = build_tiny_bert(root / "teacher-init", seed=0)
     student = build_tiny_bert(root / "student-init", seed=1)
+    dense = build_tiny_bert(root / "dense", seed=2)  # a plain encoder: mean pooling, cosine
     first_queries(SAMPLE / "train.parquet", 8).write_parquet(root / "train.parquet")
     # every query of the BM25 runs must have its judged rows: keep whole splits' slices
     for split in ("eval", "test"):
@@ -109,7 +111,7 @@ def make_cycle(root: Path, *, steps=4, pre_steps=4, every=2) -> Path:
     first_queries(SAMPLE / "rekindle.parquet", 10).write_parquet(root / "pairs.parquet")
     (root / "recipe.toml").write_text(RECIPE.format(teacher=teacher, steps=steps))
     (root / "rekindle.toml").write_text(REKINDLE.format(every=every, pre_steps=pre_steps))
-    (root / "cycle.toml").write_text(CYCLE.format(sample=SAMPLE, student=student))
+    (root / "cycle.toml").write_text(CYCLE.format(sample=SAMPLE, student=student, dense=dense))
     return root / "cycle.toml"
 
 
@@ -152,7 +154,14 @@ def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
     assert any("first 2 queries" in n for n in report["notes"])
     for name in ("report.json", "report.md", "results.png", "pretraining.png"):
         assert (out / name).is_file(), name
-    assert set(report["results"]) == {"bm25", "teacher", "plain", "plain (long)", "rekindled"}
+    assert set(report["results"]) == {
+        "bm25",
+        "dense",
+        "teacher",
+        "plain",
+        "plain (long)",
+        "rekindled",
+    }
     # the compute-matched control trains as many steps as pre-training + fine-tune
     long_log = (tmp_path / "out" / "plain_long" / "train" / "log.jsonl").read_text().splitlines()
     assert max(json.loads(x)["step"] for x in long_log) == 4 + 4
@@ -175,6 +184,28 @@ def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
     saved = json.loads((out / "report.json").read_text())
     assert saved["results"] == report["results"]
     assert "| student, rekindled + fine-tune |" in (out / "report.md").read_text()
+    # the zero-shot dense row is the dense model's own cosine scores of the split
+    from rerank.dense import BiEncoder
+
+    test_rows = pl.read_parquet(out / "splits" / "test-2q.parquet")
+    dense_scores = pl.read_parquet(out / "eval" / "dense-test" / "scores.parquet")
+    expected = BiEncoder.from_pretrained(tmp_path / "dense", precision="fp32").score_frame(
+        test_rows
+    )
+    assert dense_scores["score"].to_numpy() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    # the final model against every other row, paired per query, with 95% intervals
+    assert report["final"] == "rekindled"
+    for split in ("eval", "test"):
+        vs = report["comparisons"][split]
+        assert set(vs) == {"bm25", "dense", "teacher", "plain", "plain (long)"}
+        for measure in ("pnr", "ndcg@10"):
+            d = vs["dense"][measure]
+            gap = report["results"]["rekindled"][split][measure]
+            gap -= report["results"]["dense"][split][measure]
+            assert d["delta"] == pytest.approx(gap)
+            assert d["ci95"][0] <= d["delta"] <= d["ci95"][1]
+            assert d["wins"] == (d["ci95"][0] > 0)
+    assert "against every other row" in (out / "report.md").read_text()
 
     # re-running skips every stage and reproduces the report
     again = run_cycle(
@@ -193,10 +224,46 @@ def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
     assert again["results"] == report["results"]
 
 
+def test_moegp_cycle_from_dense_and_teacher_with_fusion(tmp_path):
+    """Two experts (MoEGP, a head each) and the dense fusion row, end to end."""
+    config = make_cycle(tmp_path, steps=2, pre_steps=2)
+    report = run_cycle(
+        load_cycle(
+            config,
+            [
+                *bm25_slices(tmp_path),
+                "cycle.eval_queries=2",
+                "cycle.test_queries=2",
+                "cycle.figure_variants=[]",
+                'pretrain.teachers=["dense", "teacher"]',
+                "cycle.fusion=true",
+            ],
+        )
+    )
+    out = tmp_path / "out"
+    store = pl.read_parquet(out / "pairs" / "teacher_scores.parquet")
+    assert {"teacher:dense", "teacher:t1"} <= set(store.columns)
+    student = json.loads(
+        (out / "pretrain" / "kd_mlm" / "train" / "final" / "config.json").read_text()
+    )
+    assert set(student["rerank"]["heads"]) == {"dense", "t1"}
+    assert student["rerank"]["primary"] == "dense"  # the first expert's head is fine-tuned
+    fusion = report["fusion"]
+    assert report["final"] == "rekindled + dense" and 0.0 <= fusion["weight"] <= 1.0
+    chosen = fusion["eval_ndcg@10_by_weight"][f"{fusion['weight']:.1f}"]
+    assert chosen == max(fusion["eval_ndcg@10_by_weight"].values())
+    assert report["results"]["rekindled + dense"]["eval"]["ndcg@10"] == pytest.approx(chosen)
+    assert "rekindled" in report["comparisons"]["test"]
+
+
 def test_cycle_config_errors(tmp_path):
     config = make_cycle(tmp_path)
     with pytest.raises(RerankError, match="unknown variant 'kd-mlm'"):
         load_cycle(config, ['cycle.variants=["kd-mlm"]'])
+    with pytest.raises(RerankError, match=r"pretrain\.teachers.: expected distinct names"):
+        load_cycle(config, ['pretrain.teachers=["teacher", "bm25"]'])
+    with pytest.raises(RerankError, match=r"need key .cycle\.dense."):
+        load_cycle(config, ["cycle.dense=", "cycle.fusion=true"])
     with pytest.raises(RerankError, match=r"set either .pairs\.data."):
         load_cycle(config, ["pairs.queries=q.tsv", "pairs.corpus=c.tsv"])
     with pytest.raises(RerankError, match=r"unknown key .cycle\.sed."):

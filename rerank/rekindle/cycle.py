@@ -105,7 +105,7 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
     stages.run(
         "score",
         out / "pairs" / "score",
-        lambda: score_stage(base, teacher_dir, pairs["path"], store),
+        lambda: score_stage(cfg, base, teacher_dir, pairs["path"], store),
     )
 
     # 4. expert-guided pre-training, one run per variant
@@ -199,14 +199,21 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
         curves = {v: _finetuned_curve(cfg, out, stages, v, pre[v]) for v in c.figure_variants}
         proxy = f"eval-split PNR after a {c.figure_finetune_steps}-step fine-tune of each snapshot"
 
-    # 7. evaluation of every model on both splits (and BM25 from its runs)
+    # 7. evaluation of every model on both splits (BM25 from its runs, the dense expert
+    # zero-shot), the fused row, and the final model against every other row
     length = (recipe.model.max_length, recipe.model.max_query_length)
-    results = _evaluate_all(cfg, out, stages, models, length)
+    results, scores = _evaluate_all(cfg, out, stages, models, length)
+    fusion = _fusion(cfg, out, stages, results, scores) if c.fusion else None
+    final = "rekindled + dense" if fusion else "rekindled"
+    comparisons = _comparisons(cfg, results, scores, final)
     references = _references(out, eval_path) if c.figure_proxy == "zero-shot" and eval_path else {}
 
     report = {
         "name": c.name,
         "results": results,
+        "final": final,
+        "comparisons": comparisons,
+        "fusion": fusion,
         "models": models,
         "pretraining": curves,
         "pretraining_proxy": proxy,
@@ -257,25 +264,45 @@ def _evaluate_all(
     stages: Stages,
     models: dict[str, str],
     length: tuple[int, int],
-) -> dict[str, dict[str, dict[str, float]]]:
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, str]]]:
+    """Measures of every row on both splits, and the score file behind each."""
     from rerank.evaluation import evaluate_files
+    from rerank.rekindle.baselines import dense_scores_stage
 
     c = cfg.cycle
     splits = {"eval": c.eval, "test": c.test}
     measures = report_measures(cfg)
     results: dict[str, dict[str, dict[str, float]]] = {}
+    scores: dict[str, dict[str, str]] = {}
+
+    def measured(split: str, path: str) -> dict[str, float]:
+        rep = evaluate_files(splits[split], path, measures=measures, unmatched="drop")
+        return {k: v for k, v in rep.as_dict().items() if k in measures}
+
     bm25 = {"eval": c.bm25_eval, "test": c.bm25_test}
     if all(bm25.values()):
-        results["bm25"] = {}
-        for split, run_path in bm25.items():
-            rep = evaluate_files(splits[split], run_path, measures=measures, unmatched="drop")
-            results["bm25"][split] = {k: v for k, v in rep.as_dict().items() if k in measures}
+        results["bm25"] = {split: measured(split, path) for split, path in bm25.items()}
+        scores["bm25"] = dict(bm25)
+
+    def dense_stage(split: str, where: Path) -> dict[str, Any]:
+        path = dense_scores_stage(c.dense, splits[split], where, batch_size=c.score_batch_size)
+        return {"scores": path, "measures": measured(split, path)}
+
+    if c.dense:
+        results["dense"], scores["dense"] = {}, {}
+        for split in splits:
+            where = out / "eval" / f"dense-{split}"
+            done = stages.run(
+                f"eval[dense/{split}]", where, lambda s=split, w=where: dense_stage(s, w)
+            )
+            scores["dense"][split], results["dense"][split] = done["scores"], done["measures"]
     first_name: dict[str, str] = {}
     for name, model_dir in models.items():
-        results[name] = {}
+        results[name], scores[name] = {}, {}
         for split, split_path in splits.items():
             if model_dir in first_name:  # the same model under another name (plain == teacher)
                 results[name][split] = results[first_name[model_dir]][split]
+                scores[name][split] = scores[first_name[model_dir]][split]
                 continue
             where = out / "eval" / f"{slug(name)}-{split}"
             results[name][split] = stages.run(
@@ -283,8 +310,54 @@ def _evaluate_all(
                 where,
                 lambda m=model_dir, s=split_path, w=where: evaluate_stage(m, s, w, cfg, *length),
             )
+            scores[name][split] = str(where / "scores.parquet")
         first_name.setdefault(model_dir, name)
-    return results
+    return results, scores
+
+
+def _fusion(
+    cfg: CycleConfig,
+    out: Path,
+    stages: Stages,
+    results: dict[str, dict[str, dict[str, float]]],
+    scores: dict[str, dict[str, str]],
+) -> dict[str, Any]:
+    """The rekindled student fused with the dense expert, the weight chosen on eval."""
+    from rerank.data import write_table
+    from rerank.evaluation import evaluate_files
+    from rerank.rekindle.baselines import choose_fusion_weight, fuse
+
+    c = cfg.cycle
+    weight, curve = choose_fusion_weight(
+        c.eval, scores["rekindled"]["eval"], scores["dense"]["eval"]
+    )
+    name = "rekindled + dense"
+    results[name], scores[name] = {}, {}
+    for split, split_path in {"eval": c.eval, "test": c.test}.items():
+        path = out / "eval" / f"{slug(name)}-{split}" / "scores.parquet"
+        write_table(fuse(scores["rekindled"][split], scores["dense"][split], weight), path)
+        rep = evaluate_files(split_path, path, measures=report_measures(cfg), unmatched="drop")
+        results[name][split] = {k: v for k, v in rep.as_dict().items() if k in report_measures(cfg)}
+        scores[name][split] = str(path)
+    return {"weight": weight, "eval_ndcg@10_by_weight": curve}
+
+
+def _comparisons(
+    cfg: CycleConfig,
+    results: dict[str, Any],
+    scores: dict[str, dict[str, str]],
+    final: str,
+) -> dict[str, Any]:
+    """``final`` minus every other row, paired per query, on both splits (95% intervals)."""
+    from rerank.rekindle.baselines import paired_rows, per_query
+
+    if final not in scores:
+        return {}
+    out = {}
+    for split, split_path in {"eval": cfg.cycle.eval, "test": cfg.cycle.test}.items():
+        values = {row: per_query(split_path, paths[split]) for row, paths in scores.items()}
+        out[split] = paired_rows(final, values, seed=cfg.cycle.seed)
+    return out
 
 
 def _references(out: Path, eval_path: str) -> dict[str, float]:

@@ -18,6 +18,7 @@ from rerank.errors import RerankError
 from rerank.rekindle.pretrain import VARIANTS
 
 __all__ = [
+    "EXPERTS",
     "CycleConfig",
     "CycleSection",
     "FinetuneSection",
@@ -25,6 +26,10 @@ __all__ = [
     "PretrainSection",
     "load_cycle",
 ]
+
+
+EXPERTS = ("teacher", "dense")
+"""Experts a cycle's student can learn from (``pretrain.teachers``)."""
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
@@ -75,6 +80,22 @@ class CycleSection:
     checkpoint_every: int = field(
         default=20, metadata=_help("train.save_every of stages whose recipe has none")
     )
+    dense: str = field(
+        default="default",
+        metadata=_help(
+            "the zero-shot dense expert: a sentence-embedding model scored as a bi-encoder "
+            "(cosine of query and document), reported next to BM25 and available as a "
+            "teacher (pretrain.teachers); 'default': all-MiniLM-L6-v2; empty: none",
+            path=True,
+        ),
+    )
+    fusion: bool = field(
+        default=False,
+        metadata=_help(
+            "also report the rekindled student fused with the dense expert: per-query "
+            "z-scores mixed with the weight that is best on the eval split"
+        ),
+    )
     num_threads: int = field(default=0, metadata=_help("torch CPU threads; 0: automatic"))
     score_batch_size: int = field(default=64, metadata=_help("pairs per scoring batch"))
 
@@ -113,6 +134,13 @@ class PretrainSection:
         default="default", metadata=_help("student init (a general pretrained encoder)", path=True)
     )
     num_layers: int = field(default=0, metadata=_help("grow the student by stacking; 0: keep"))
+    teachers: list[str] = field(
+        default_factory=lambda: ["teacher"],
+        metadata=_help(
+            "the experts the student learns from: 'teacher' (the fine-tuned cross-encoder) "
+            "and/or 'dense' (cycle.dense, zero-shot); two are MoEGP, one student head each"
+        ),
+    )
 
 
 @dataclass
@@ -147,5 +175,16 @@ def _check(cfg: CycleConfig) -> None:
     for v in [*c.variants, *c.figure_variants]:
         if v not in VARIANTS:
             raise RerankError(f"cycle config: unknown variant '{v}' (valid: {', '.join(VARIANTS)})")
+    experts = cfg.pretrain.teachers
+    if not experts or len(set(experts)) != len(experts) or set(experts) - set(EXPERTS):
+        raise RerankError(
+            "cycle config: key 'pretrain.teachers': expected distinct names among "
+            f"{', '.join(EXPERTS)}, got {experts}"
+        )
+    if ("dense" in experts or c.fusion) and not c.dense:
+        raise RerankError(
+            "cycle config: 'dense' in pretrain.teachers and cycle.fusion need key 'cycle.dense' "
+            "(a sentence-embedding model, e.g. 'default')"
+        )
     if not c.variants:
         raise RerankError("cycle config: key 'cycle.variants' must name at least one variant")

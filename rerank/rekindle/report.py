@@ -20,14 +20,23 @@ from typing import Any
 
 from rerank.atomic import atomic_path
 
-__all__ = ["MODEL_LABELS", "markdown_report", "plot_pretraining", "plot_results", "write_report"]
+__all__ = [
+    "MODEL_LABELS",
+    "comparisons_markdown",
+    "markdown_report",
+    "plot_pretraining",
+    "plot_results",
+    "write_report",
+]
 
 MODEL_LABELS = {
     "bm25": "BM25 (first stage)",
+    "dense": "zero-shot dense (bi-encoder, no training)",
     "teacher": "teacher (fine-tuned)",
     "plain": "student, plain fine-tune",
     "plain (long)": "student, plain fine-tune as long as pre-training + fine-tune",
     "rekindled": "student, rekindled + fine-tune",
+    "rekindled + dense": "student, rekindled + fine-tune, fused with the dense expert",
 }
 """Row labels of the results table, in display order."""
 
@@ -139,8 +148,11 @@ def markdown_report(report: Mapping[str, Any]) -> str:
     """The human-readable report built from the ``report.json`` content."""
     lines = [f"# Knowledge rekindle cycle: {report.get('name', '')}", ""]
     lines += [results_markdown(report["results"]), ""]
+    comparisons = report.get("comparisons")
+    if comparisons:
+        lines += [*comparisons_markdown(report["final"], comparisons, report.get("fusion")), ""]
     gains = report.get("gains")
-    if gains:
+    if gains and not comparisons:
         lines += ["Rekindled student minus the other models (positive: rekindling helped):", ""]
         lines += [
             f"- {split} {measure}: "
@@ -186,6 +198,48 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def comparisons_markdown(
+    final: str, comparisons: Mapping[str, Any], fusion: Mapping[str, Any] | None = None
+) -> list[str]:
+    """The final model minus every other row, per split: difference and 95% interval.
+
+    A row is called beaten only when the whole interval is above zero; a difference whose
+    interval straddles zero is reported as such, never as a win.
+    """
+    label = MODEL_LABELS.get(final, final)
+    lines = [
+        f"## {label} against every other row",
+        "",
+        "Paired over the split's queries: the difference (final minus the row), its 95% "
+        "bootstrap interval over queries (PNR: resampled concordant/discordant counts), and "
+        "whether the interval excludes zero.",
+        "",
+    ]
+    if fusion:
+        lines += [
+            f"Fusion weight of the dense expert: {fusion['weight']:.1f}, the best eval "
+            "nDCG@10 among " + ", ".join(fusion["eval_ndcg@10_by_weight"]) + ".",
+            "",
+        ]
+    lines += ["| split | vs | PNR difference [95% CI] | nDCG@10 difference [95% CI] |"]
+    lines += ["|---|---|---|---|"]
+    for split, rows in comparisons.items():
+        for other, by in rows.items():
+            cells = []
+            for m in SHOWN_MEASURES:
+                d = by[m]
+                verdict = (
+                    "ahead" if d["wins"] else "behind" if d["ci95"][1] < 0 else "not separable"
+                )
+                cells.append(
+                    f"{d['delta']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] {verdict}"
+                )
+            lines.append(
+                f"| {split} | {MODEL_LABELS.get(other, other)} | " + " | ".join(cells) + " |"
+            )
+    return lines
 
 
 def _steps(curves: Mapping[str, Sequence[Sequence[float]]]) -> list[tuple[float, None]]:

@@ -7,6 +7,7 @@ from their last checkpoint when one exists and start clean otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -18,10 +19,16 @@ from typing import Any
 import polars as pl
 
 from rerank.atomic import atomic_path
-from rerank.config import Config, apply_overrides, from_toml
+from rerank.config import Config, HeadConfig, apply_overrides, from_toml
 from rerank.errors import RerankError
 from rerank.rekindle.cycle_config import CycleConfig
-from rerank.rekindle.pretrain import RekindleConfig, ablate, pretrain, release_memory
+from rerank.rekindle.pretrain import (
+    RekindleConfig,
+    TeacherConfig,
+    ablate,
+    pretrain,
+    release_memory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +86,7 @@ def finetune_config(cfg: CycleConfig, output_dir: Path, model: str, num_layers: 
     apply_overrides(r, list(cfg.finetune.set))
     r.model.path = model
     r.model.num_layers = num_layers
+    _continue_primary_head(r)
     # Selection on the eval split when the recipe evaluates during training; without
     # eval_every the loop would only evaluate the final model, which the eval stage does.
     r.data.eval = c.eval if r.train.eval_every else ""
@@ -90,6 +98,26 @@ def finetune_config(cfg: CycleConfig, output_dir: Path, model: str, num_layers: 
     if not r.train.save_every:
         r.train.save_every = c.checkpoint_every
     return r
+
+
+def _continue_primary_head(r: Config) -> None:
+    """Fine-tune the head a MoEGP student distilled from its first expert, not a fresh one.
+
+    A multi-teacher student's primary head is named after its expert (``dense``, ``t1``);
+    the recipe's terms judge head ``score``. The recipe is pointed at the saved primary so
+    the fine-tune continues the distilled head (the HF classifier) instead of a new head.
+    """
+    meta = Path(r.model.path) / "config.json"
+    if not meta.is_file():
+        return
+    primary = json.loads(meta.read_text()).get("rerank", {}).get("primary")
+    if not primary or primary in r.model.heads or list(r.model.heads) != ["score"]:
+        return
+    r.model.heads = {primary: r.model.heads["score"]}
+    r.model.primary = primary
+    for term in r.objective:
+        if term.head == "score":
+            term.head = primary
 
 
 def train_stage(cfg: Config, where: Path) -> dict[str, Any]:
@@ -158,13 +186,8 @@ def pretrain_config(
     r = from_toml(cfg.pretrain.config, RekindleConfig)
     apply_overrides(r, list(cfg.pretrain.set))
     r = ablate(r, variant)
-    if len(r.rekindle.teachers) != 1:
-        raise RerankError(
-            f"{cfg.pretrain.config}: the cycle distils its one teacher; 'rekindle.teachers' "
-            f"names {len(r.rekindle.teachers)} (use 'rerank rekindle' for several)"
-        )
-    for t in r.rekindle.teachers.values():
-        t.path = teacher
+    r.rekindle.teachers = experts(cfg, r, teacher)
+    _objective_per_expert(r, list(r.rekindle.teachers))
     r.rekindle.data = pairs
     r.rekindle.store = str(store)
     r.model.path = cfg.pretrain.student
@@ -182,6 +205,48 @@ def pretrain_config(
     if not r.train.save_every:
         r.train.save_every = r.rekindle.snapshot_every or c.checkpoint_every
     return r
+
+
+def experts(cfg: CycleConfig, base: RekindleConfig, teacher: str) -> dict[str, TeacherConfig]:
+    """The store's teachers: the experts named by ``pretrain.teachers``, in that order.
+
+    The fine-tuned cross-encoder keeps the rekindle TOML's teacher name (its one
+    ``rekindle.teachers`` entry, ``t1`` in the shipped TOMLs) and the dense expert is
+    ``dense``, so store columns are ``teacher:t1`` and ``teacher:dense``.
+    """
+    if len(base.rekindle.teachers) != 1:
+        raise RerankError(
+            f"{cfg.pretrain.config}: the cycle fills in its experts itself; 'rekindle.teachers' "
+            f"must name one template teacher, got {len(base.rekindle.teachers)}"
+        )
+    (name,) = base.rekindle.teachers
+    out: dict[str, TeacherConfig] = {}
+    for expert in cfg.pretrain.teachers:
+        if expert == "teacher":
+            out[name] = TeacherConfig(path=teacher, kind="cross-encoder")
+        else:
+            out["dense"] = TeacherConfig(path=cfg.cycle.dense, kind="bi-encoder")
+    return out
+
+
+def _objective_per_expert(r: RekindleConfig, names: list[str]) -> None:
+    """Point the TOML's KD terms at the experts: one set of terms (and a head) per expert.
+
+    One expert: its terms train the primary head (UEGP). Several (MoEGP): expert ``k``'s
+    copy of every KD term trains head ``k`` (the first expert's head is the primary one,
+    the head the fine-tune continues); the MLM term stays once, on that head.
+    """
+    kd = [t for t in r.objective if t.loss != "mlm"]
+    mlm = [t for t in r.objective if t.loss == "mlm"]
+    if len(names) == 1:
+        for t in kd:
+            t.target = f"teacher:{names[0]}"
+        return
+    r.model.heads = {n: HeadConfig() for n in names}
+    r.model.primary = names[0]
+    r.objective = [
+        dataclasses.replace(t, head=n, target=f"teacher:{n}") for n in names for t in kd
+    ] + [dataclasses.replace(t, head=names[0]) for t in mlm]
 
 
 def pretrain_stage(rcfg: RekindleConfig, where: Path) -> dict[str, Any]:
@@ -205,13 +270,17 @@ def pretrain_stage(rcfg: RekindleConfig, where: Path) -> dict[str, Any]:
     }
 
 
-def score_stage(base: RekindleConfig, teacher: str, pairs: str, store: Path) -> dict[str, Any]:
+def score_stage(
+    cfg: CycleConfig, base: RekindleConfig, teacher: str, pairs: str, store: Path
+) -> dict[str, Any]:
     from rerank.rekindle.store import Teacher, build_store
 
-    (name,) = base.rekindle.teachers or {"t1": None}
+    teachers = [
+        Teacher(name, Path(t.path), None, t.kind) for name, t in experts(cfg, base, teacher).items()
+    ]
     built = build_store(
         pairs,
-        [Teacher(name, Path(teacher))],
+        teachers,
         store,
         max_length=base.rekindle.score_max_length or base.model.max_length,
     )

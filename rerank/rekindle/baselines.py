@@ -1,0 +1,156 @@
+"""The free baselines of a cycle report and the paired comparisons against them.
+
+A trained re-ranker is worth shipping only if it beats what a search team already has
+for free: the first stage (BM25) and a general sentence-embedding model used zero-shot as
+a bi-encoder (all-MiniLM-L6-v2 was trained on a billion sentence pairs; on the Cranfield
+sample it beats a cross-encoder fine-tuned on 135 queries). This module scores that
+**zero-shot dense** row, fuses a model with it (:func:`fuse`), and compares the cycle's
+final model with every other row on the same queries (:func:`paired_rows`), with 95%
+bootstrap intervals and randomization p-values from :mod:`rerank.measures.significance`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+__all__ = [
+    "FUSION_WEIGHTS",
+    "choose_fusion_weight",
+    "dense_scores_stage",
+    "fuse",
+    "paired_rows",
+    "per_query",
+]
+
+FUSION_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
+"""Weights of the dense expert tried by :func:`choose_fusion_weight` (0: the model alone)."""
+
+
+def dense_scores_stage(model: str, split: str, where: Path, *, batch_size: int = 64) -> str:
+    """Score a labeled split with the zero-shot bi-encoder ``model``; the scores' path."""
+    from rerank.data import read_pairs, write_table
+    from rerank.dense import BiEncoder
+
+    frame = read_pairs(split, labels="required")
+    # fp32: the baseline exactly as sentence-transformers users get it
+    encoder = BiEncoder.from_pretrained(model, precision="fp32")
+    scores = encoder.score_frame(frame, batch_size=batch_size)
+    path = where / "scores.parquet"
+    write_table(frame.select("query_id", "doc_id").with_columns(pl.Series("score", scores)), path)
+    return str(path)
+
+
+def _zscore_per_query(frame: pl.DataFrame, column: str) -> pl.Expr:
+    # Per query, so that fusion needs only the candidates of the query at hand (what a
+    # re-ranker sees at serving time), never statistics of a whole split.
+    mean = pl.col(column).mean().over("query_id")
+    std = pl.col(column).std(ddof=0).over("query_id")
+    return pl.when(std > 0).then((pl.col(column) - mean) / std).otherwise(0.0)
+
+
+def fuse(model_scores: str | Path, dense_scores: str | Path, weight: float) -> pl.DataFrame:
+    """``(1 - weight) * z(model) + weight * z(dense)``, z-scored within each query.
+
+    Both inputs are score tables (``query_id, doc_id, score``) of the same candidates.
+    """
+    from rerank.data import read_scores
+
+    a = read_scores(model_scores).rename({"score": "a"})
+    b = read_scores(dense_scores).rename({"score": "b"})
+    joined = a.join(b, on=["query_id", "doc_id"], how="inner", maintain_order="left")
+    if joined.height != a.height or joined.height != b.height:
+        raise ValueError(
+            f"fusion: {model_scores} and {dense_scores} score different candidates "
+            f"({a.height} and {b.height} rows, {joined.height} in common)"
+        )
+    return joined.select(
+        "query_id",
+        "doc_id",
+        ((1.0 - weight) * _zscore_per_query(joined, "a") + weight * _zscore_per_query(joined, "b"))
+        .alias("score")
+        .cast(pl.Float64),
+    )
+
+
+def choose_fusion_weight(
+    split: str, model_scores: str | Path, dense_scores: str | Path, *, measure: str = "ndcg@10"
+) -> tuple[float, dict[str, float]]:
+    """The weight of :data:`FUSION_WEIGHTS` with the best ``measure`` on ``split`` (eval).
+
+    Ties go to the smaller weight (less of the dense expert). Returns the weight and the
+    measure at every weight, for the report.
+    """
+    from rerank.data import read_pairs
+    from rerank.measures import evaluate
+
+    labels = read_pairs(split, labels="required").select("query_id", "doc_id", "label")
+    curve: dict[str, float] = {}
+    for w in FUSION_WEIGHTS:
+        scored = labels.join(fuse(model_scores, dense_scores, w), on=["query_id", "doc_id"])
+        curve[f"{w:.1f}"] = float(evaluate(scored, [measure]).aggregate[measure])
+    best = max(curve.items(), key=lambda kv: (kv[1], -float(kv[0])))
+    return float(best[0]), curve
+
+
+def per_query(split: str, scores: str | Path) -> dict[str, dict[str, Any]]:
+    """Per-query nDCG@10 and PNR counts of a score file on a labeled split.
+
+    Returns ``{"ndcg@10": {qid: value}, "pnr": {qid: (concordant, discordant)}}``.
+    """
+    from rerank.evaluation import evaluate_files
+
+    report = evaluate_files(
+        split, scores, measures=["pnr", "ndcg@10"], unmatched="drop", per_query=True
+    )
+    table = report.per_query
+    assert table is not None
+    ids = table["query_id"].to_list()
+    return {
+        "ndcg@10": dict(zip(ids, table["ndcg@10"].to_list(), strict=True)),
+        "pnr": dict(
+            zip(
+                ids,
+                zip(table["concordant"].to_list(), table["discordant"].to_list(), strict=True),
+                strict=True,
+            )
+        ),
+    }
+
+
+def paired_rows(
+    final: str,
+    values: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    *,
+    seed: int = 0,
+    others: Sequence[str] | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """The final model against every other row, paired over the split's queries.
+
+    ``values[row]`` is :func:`per_query` of that row. Returns
+    ``{other: {measure: {"delta", "ci95", "p_randomization", "wins"}}}`` where ``delta`` is
+    ``final - other`` and ``wins`` is true only when the whole 95% interval is above 0.
+    """
+    from rerank.measures.significance import paired_comparison, paired_ratio_comparison
+
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for other in others or [r for r in values if r != final]:
+        if other == final or other not in values:
+            continue
+        a, b = values[other], values[final]
+        ndcg = paired_comparison(a["ndcg@10"], b["ndcg@10"], seed=seed)
+        pnr = paired_ratio_comparison(a["pnr"], b["pnr"], seed=seed)
+        out[other] = {
+            name: {
+                "delta": r.delta,
+                "ci95": [float(x) for x in r.ci95],
+                "p_randomization": r.p_randomization,
+                "wins": bool(np.isfinite(r.ci95[0]) and r.ci95[0] > 0),
+            }
+            for name, r in (("pnr", pnr), ("ndcg@10", ndcg))
+        }
+    return out
