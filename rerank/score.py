@@ -395,6 +395,7 @@ def rerank_run(
     out_path: str | os.PathLike[str],
     *,
     depth: int | None = 100,
+    scorer: Any = None,
     **options: Any,
 ) -> ScoreSummary:
     """Re-rank a first-stage TREC run: score each query's top ``depth`` documents.
@@ -415,8 +416,11 @@ def rerank_run(
     depth
         Documents re-ranked per query (the first stage's best first); ``None``: all. The
         rest of the run is left out of the output.
+    scorer
+        Scores the pairs table: :func:`score_file` (default; a cross-encoder) or
+        :func:`rerank.dense.score_file` (a bi-encoder).
     options
-        Passed to :func:`score_file` (``batch_size``, ``precision``, ``device``...).
+        Passed to ``scorer`` (``batch_size``, ``precision``, ``device``...).
 
     Examples
     --------
@@ -437,4 +441,4 @@ def rerank_run(
     with tempfile.TemporaryDirectory(prefix=".rerank-run.", dir=parent) as scratch:
         pairs_path = Path(scratch) / "pairs.parquet"
         pairs.write_parquet(pairs_path)
-        return score_file(model_dir, pairs_path, out_path, **options)
+        return (scorer or score_file)(model_dir, pairs_path, out_path, **options)

@@ -245,3 +245,31 @@ def test_cli_score_kind_errors_exit_2_without_output(st_dir, tiny_model_dir, tmp
         assert message in err
         assert not out.exists()
     assert not list(tmp_path.glob(".*parts*"))
+
+
+def test_cli_score_reranks_a_run_with_a_bi_encoder(st_dir, tmp_path, capsys):
+    from rerank.cli import main
+    from rerank.data import read_scores
+
+    (tmp_path / "queries.tsv").write_text("query_id\tquery\nq1\tflow of heat\nq2\tlift\n")
+    corpus = [
+        {"doc_id": "d1", "title": "boundary layer", "summary": "the heat transfer"},
+        {"doc_id": "d2", "title": "", "summary": "lift and drag"},
+        {"doc_id": "d3", "title": "the wing", "summary": ""},
+    ]
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus))
+    run = "q1 Q0 d1 1 9 bm25\nq1 Q0 d2 2 8 bm25\nq1 Q0 d3 3 7 bm25\nq2 Q0 d3 1 5 bm25\n"
+    (tmp_path / "bm25.run").write_text(run)
+    out = tmp_path / "dense.run"
+    argv = ["score", "--model", str(st_dir), "--run", str(tmp_path / "bm25.run")]
+    argv += ["--queries", str(tmp_path / "queries.tsv"), "--corpus", str(tmp_path / "corpus.jsonl")]
+    assert main([*argv, "--depth", "2", "--precision", "fp32", "--out", str(out)]) == 0
+    assert "bi-encoder" in capsys.readouterr().err
+    got = read_scores(out).sort("query_id", "doc_id")
+    assert got.select("query_id", "doc_id").rows() == [("q1", "d1"), ("q1", "d2"), ("q2", "d3")]
+    dense = BiEncoder.from_pretrained(st_dir, precision="fp32", device="cpu")
+    expected = dense.score_pairs(
+        ["flow of heat", "flow of heat", "lift"],
+        ["boundary layer. the heat transfer", "lift and drag", "the wing"],
+    )
+    np.testing.assert_allclose(got["score"].to_numpy(), expected, rtol=0, atol=1e-5)

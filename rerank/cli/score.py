@@ -136,10 +136,6 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="rerank score: %(message)s")
     heads = [h.strip() for h in args.heads.split(",") if h.strip()] if args.heads else None
-    if args.kind == "bi-encoder" or (
-        args.kind == "auto" and _detect_kind(args.model) == "bi-encoder"
-    ):
-        return _score_bi_encoder(args, heads)
     reranking = [args.run_path, args.queries, args.corpus]
     if args.data and any(reranking):
         raise RerankError("give either --data or --run with --queries and --corpus, not both")
@@ -147,28 +143,42 @@ def run(args: argparse.Namespace) -> int:
         raise RerankError("give --data (a pairs table), or --run with --queries and --corpus")
     if args.depth < 1:
         raise RerankError(f"--depth: expected a positive integer, got {args.depth}")
-    if args.data:
-        scorer, sources = score_file, (args.data,)
-    else:
-        scorer = functools.partial(rerank_run, depth=args.depth)
-        sources = (args.run_path, args.queries, args.corpus)
-    summary = scorer(
-        resolve_model_dir(args.model),
-        *sources,
-        args.out,
-        batch_size=args.batch_size,
-        max_tokens=args.max_tokens,
-        max_length=args.max_length,
-        max_first_length=args.max_query_length,
-        chunk_rows=args.chunk_rows,
-        heads=heads,
-        precision=args.precision,
+    bi_encoder = args.kind == "bi-encoder" or (
+        args.kind == "auto" and _detect_kind(args.model) == "bi-encoder"
     )
+    options = {
+        "batch_size": args.batch_size,
+        "max_tokens": args.max_tokens,
+        "max_length": args.max_length,
+        "chunk_rows": args.chunk_rows,
+        "precision": args.precision,
+    }
+    if bi_encoder:
+        from rerank import dense
+
+        if heads:
+            raise RerankError("--heads: a bi-encoder has no heads; it scores one cosine")
+        if args.max_query_length is not None:
+            raise RerankError(
+                "--max-query-length: a bi-encoder truncates each text at --max-length"
+            )
+        file_scorer, model = dense.score_file, args.model
+    else:
+        options.update(heads=heads, max_first_length=args.max_query_length)
+        file_scorer, model = score_file, resolve_model_dir(args.model)
+    if args.data:
+        scorer, sources = file_scorer, (args.data,)
+    else:
+        scorer = functools.partial(rerank_run, depth=args.depth, scorer=file_scorer)
+        sources = (args.run_path, args.queries, args.corpus)
+    summary = scorer(model, *sources, args.out, **options)
     if summary.rank != 0:
         return 0
     print(
         f"scored {summary.rows:,} pairs in {summary.seconds:.1f}s "
-        f"({summary.pairs_per_second:,.1f} pairs/s, {summary.precision} on {summary.device}"
+        f"({summary.pairs_per_second:,.1f} pairs/s, "
+        + ("bi-encoder, " if bi_encoder else "")
+        + f"{summary.precision} on {summary.device}"
         + (f" x{summary.world_size} ranks" if summary.world_size > 1 else "")
         + f") -> {args.out}",
         file=sys.stderr,
@@ -180,35 +190,3 @@ def _detect_kind(model: str) -> str:
     from rerank.dense import detect_kind
 
     return detect_kind(model)
-
-
-def _score_bi_encoder(args: argparse.Namespace, heads: list[str] | None) -> int:
-    """``--kind bi-encoder``: cosine scores of :func:`rerank.dense.score_file`."""
-    from rerank.dense import score_file
-
-    if heads:
-        raise RerankError("--heads: a bi-encoder has no heads; it scores one cosine")
-    if args.max_query_length is not None:
-        raise RerankError("--max-query-length: a bi-encoder truncates each text at --max-length")
-    if getattr(args, "run_path", None) or not args.data:
-        raise RerankError("a bi-encoder scores a pairs table: give --data")
-    summary = score_file(
-        args.model,
-        args.data,
-        args.out,
-        batch_size=args.batch_size,
-        max_tokens=args.max_tokens,
-        max_length=args.max_length,
-        chunk_rows=args.chunk_rows,
-        precision=args.precision,
-    )
-    if summary.rank == 0:
-        print(
-            f"scored {summary.rows:,} pairs in {summary.seconds:.1f}s "
-            f"({summary.pairs_per_second:,.1f} pairs/s, bi-encoder, {summary.precision} on "
-            f"{summary.device}"
-            + (f" x{summary.world_size} ranks" if summary.world_size > 1 else "")
-            + f") -> {args.out}",
-            file=sys.stderr,
-        )
-    return 0
