@@ -3,7 +3,7 @@
 ir-measures computes these from per-query dictionaries (pytrec_eval, msmarco and gdeval
 providers); on 11M rows that costs three times as long as the PNR kernel itself. This module
 computes the common measures on the same flat arrays as :mod:`rerank.measures.pnr` (query
-``offsets``, ``labels``, ``scores``), with the same score sort (:func:`pnr._sort_query`), and
+``offsets``, ``labels``, ``scores``), with the same chunked parallel layout, and
 gives the same values as ir-measures (tested to 1e-9 in tests/test_measures_common.py).
 :mod:`rerank.measures.names` says which names it computes; ir-measures stays the path for
 every other measure.
@@ -11,10 +11,10 @@ every other measure.
 Conventions, those of trec_eval (and so of pytrec_eval and ir-measures):
 
 - **Order.** Documents are ranked by score, descending; equal scores by doc id, descending
-  (trec_eval's ``comp_sim_docno``; the rank field of a run is ignored). The kernel sorts by
-  score only and flags the queries where a run of equal scores holds different labels, the
-  only case where the tie-break changes a value; those queries are sorted again with their
-  doc ids' string order, so the string ranking costs nothing when scores do not tie.
+  (trec_eval's ``comp_sim_docno``: ``strcmp`` on the bytes; the rank field of a run is
+  ignored). The kernel sorts by score and compares doc ids (read in place from Arrow's
+  string buffers) only inside runs of equal scores that hold different labels, the only
+  case where the tie-break changes a value.
 - **Ideal ranking and recall** use the query's judged labels (``ideal_labels``), which in a
   TREC evaluation include the judged documents the run did not retrieve. Unjudged retrieved
   documents carry label 0.
@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from rerank.measures.names import FastSpec
-from rerank.measures.pnr import _PARALLEL_MIN_ROWS, _chunk_bounds, _ordered_bits, _sort_query
+from rerank.measures.pnr import _PARALLEL_MIN_ROWS, _chunk_bounds, _ordered_bits
 
 __all__ = ["common_measures"]
 
@@ -104,48 +104,48 @@ def common_measures(
     n_queries = len(offsets) - 1
     if not len(specs) or not n_queries:
         return np.zeros((n_queries, len(specs)))
+    doc_offsets, doc_bytes = _string_buffers(doc_ids, len(labels))
+    low = int(ideal_labels.min()) if len(ideal_labels) else 0
+    span = int(ideal_labels.max()) - low + 1 if len(ideal_labels) else 1
     threads = numba.get_num_threads()
     use = threads if len(labels) >= _PARALLEL_MIN_ROWS else 1
     chunks = _chunk_bounds(offsets, 4 * use)
     numba.set_num_threads(use)
     try:
-        values, tied = _measures(
-            offsets, labels, scores, ideal_offsets, ideal_labels, kinds, cutoffs, rels, chunks
-        )
-    finally:
-        numba.set_num_threads(threads)
-    redo = np.flatnonzero(tied)
-    if len(redo):
-        # Equal scores with different labels: sort these queries again, ties by doc id.
-        starts, ends = offsets[redo], offsets[redo + 1]
-        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
-        doc_rank = _string_ranks(doc_ids, rows)
-        sub_offsets = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
-        i_starts, i_ends = ideal_offsets[redo], ideal_offsets[redo + 1]
-        i_rows = np.concatenate([np.arange(a, b) for a, b in zip(i_starts, i_ends, strict=True)])
-        sub_ideal = np.concatenate([[0], np.cumsum(i_ends - i_starts)]).astype(np.int64)
-        values[redo] = _measures_tie_broken(
-            sub_offsets,
-            labels[rows],
-            scores[rows],
-            doc_rank,
-            sub_ideal,
-            ideal_labels[i_rows.astype(np.int64)],
+        return _measures(
+            offsets,
+            labels,
+            scores,
+            doc_offsets,
+            doc_bytes,
+            ideal_offsets,
+            ideal_labels,
+            low,
+            span,
             kinds,
             cutoffs,
             rels,
+            chunks,
         )
-    return values
+    finally:
+        numba.set_num_threads(threads)
 
 
-def _string_ranks(doc_ids: Sequence[str], rows: np.ndarray) -> np.ndarray:
-    """Dense ranks of the doc ids at ``rows`` in byte-wise string order (C ``strcmp``)."""
+def _string_buffers(doc_ids: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Arrow's layout of the doc ids: int64 offsets (n + 1) into one uint8 buffer of UTF-8."""
     import polars as pl
 
     series = doc_ids if isinstance(doc_ids, pl.Series) else pl.Series(list(doc_ids))
-    subset = series.cast(pl.String).gather(rows)
-    # polars orders strings by their UTF-8 bytes, as strcmp does
-    return subset.rank("dense").cast(pl.Int64).to_numpy()
+    if len(series) != n:
+        raise ValueError(f"doc_ids has {len(series)} values for {n} rows")
+    array = series.cast(pl.String).to_arrow()  # large_string: int64 offsets
+    if hasattr(array, "combine_chunks"):
+        array = array.combine_chunks()
+    _, offsets, data = array.buffers()
+    starts = np.frombuffer(offsets, dtype=np.int64)[array.offset : array.offset + n + 1]
+    if data is None:  # every id empty
+        return np.ascontiguousarray(starts), np.zeros(1, dtype=np.uint8)
+    return np.ascontiguousarray(starts), np.frombuffer(data, dtype=np.uint8)
 
 
 # --------------------------------------------------------------------------------------
@@ -207,23 +207,113 @@ def _query_values(ranked, n, ideal, kinds, cutoffs, rels, out):
 
 
 @njit(cache=True)
-def _sorted_ideal(ideal_labels, a, b, buffer):
+def _sort_rows(scores, a, n, key, order, work):
+    """Fill key[:n] (ordered score bits) ascending and order[:n] with the matching rows of
+    ``scores[a:a+n]``: pnr._sort_query's bucket sort, carrying row numbers, not labels."""
+    if n == 0:
+        return
+    lo = scores[a]
+    hi = scores[a]
+    for i in range(1, n):
+        v = scores[a + i]
+        lo = min(lo, v)
+        hi = max(hi, v)
+    span = np.float64(hi) - np.float64(lo)
+    scale = (n - 1) / span if span > 0.0 else 0.0
+    use_buckets = span > 0.0 and np.isfinite(span) and np.isfinite(scale)
+    if use_buckets:
+        for b in range(n + 1):
+            work[b] = 0
+        for i in range(n):
+            b = min(np.int64((np.float64(scores[a + i]) - np.float64(lo)) * scale), n - 1)
+            work[b + 1] += 1
+        cost = 0
+        for b in range(n):
+            cost += work[b + 1] * work[b + 1]
+            work[b + 1] += work[b]
+        use_buckets = cost <= 8 * n + 64
+    if use_buckets:
+        for i in range(n):
+            b = min(np.int64((np.float64(scores[a + i]) - np.float64(lo)) * scale), n - 1)
+            p = work[b]
+            work[b] = p + 1
+            key[p] = _ordered_bits(scores[a + i])
+            order[p] = i
+        for i in range(1, n):
+            k = key[i]
+            r = order[i]
+            j = i - 1
+            while j >= 0 and key[j] > k:
+                key[j + 1] = key[j]
+                order[j + 1] = order[j]
+                j -= 1
+            key[j + 1] = k
+            order[j + 1] = r
+    else:
+        for i in range(n):
+            key[i] = _ordered_bits(scores[a + i])
+        sorted_rows = np.argsort(key[:n])
+        for i in range(n):
+            order[i] = sorted_rows[i]
+        key[:n].sort()
+
+
+@njit(cache=True)
+def _doc_less(doc_offsets, doc_bytes, i, j):
+    """Doc id of row i < doc id of row j, byte-wise (C strcmp on UTF-8)."""
+    a, a_end = doc_offsets[i], doc_offsets[i + 1]
+    b, b_end = doc_offsets[j], doc_offsets[j + 1]
+    while a < a_end and b < b_end:
+        if doc_bytes[a] != doc_bytes[b]:
+            return doc_bytes[a] < doc_bytes[b]
+        a += 1
+        b += 1
+    return a == a_end and b < b_end
+
+
+@njit(cache=True)
+def _ideal(ideal_labels, a, b, low, span, counts, buffer):
+    """The judged labels of one query in descending order (a counting sort when the
+    label range is small, as graded judgments are)."""
     n = b - a
-    for i in range(n):
-        buffer[i] = -ideal_labels[a + i]
-    buffer[:n].sort()
-    for i in range(n):
-        buffer[i] = -buffer[i]
+    if span <= counts.shape[0]:
+        for v in range(span):
+            counts[v] = 0
+        for i in range(a, b):
+            counts[ideal_labels[i] - low] += 1
+        p = 0
+        for v in range(span - 1, -1, -1):
+            for _ in range(counts[v]):
+                buffer[p] = v + low
+                p += 1
+    else:
+        for i in range(n):
+            buffer[i] = -ideal_labels[a + i]
+        buffer[:n].sort()
+        for i in range(n):
+            buffer[i] = -buffer[i]
     return buffer[:n]
 
 
 @njit(cache=True, parallel=True)
-def _measures(offsets, labels, scores, ideal_offsets, ideal_labels, kinds, cutoffs, rels, chunks):
-    """Values per query, sorting by score only; ``tied[q]`` marks a query whose equal scores
-    hold different labels (its values are left for :func:`_measures_tie_broken`)."""
+def _measures(
+    offsets,
+    labels,
+    scores,
+    doc_offsets,
+    doc_bytes,
+    ideal_offsets,
+    ideal_labels,
+    low,
+    span,
+    kinds,
+    cutoffs,
+    rels,
+    chunks,
+):
+    """Values per query: rank by score descending, equal scores by doc id descending."""
     n_queries = len(offsets) - 1
     values = np.zeros((n_queries, len(kinds)))
-    tied = np.zeros(n_queries, dtype=np.bool_)
     for c in prange(len(chunks) - 1):
         q0 = chunks[c]
         q1 = chunks[c + 1]
@@ -233,53 +323,37 @@ def _measures(offsets, labels, scores, ideal_offsets, ideal_labels, kinds, cutof
             longest = max(longest, offsets[q + 1] - offsets[q])
             longest_ideal = max(longest_ideal, ideal_offsets[q + 1] - ideal_offsets[q])
         key = np.empty(longest, dtype=np.uint64)
-        lab = np.empty(longest, dtype=np.int64)
+        order = np.empty(longest, dtype=np.int64)
         work = np.empty(longest + 1, dtype=np.int64)
         ranked = np.empty(longest, dtype=np.int64)
         buffer = np.empty(longest_ideal, dtype=np.int64)
+        counts = np.zeros(64, dtype=np.int64)
         for q in range(q0, q1):
             a = offsets[q]
             n = offsets[q + 1] - a
-            if n > 0:
-                _sort_query(scores[a : a + n], labels[a : a + n], 0, key, lab, work, n)
-            has_tie = False
-            for i in range(n):  # best first: the ascending sort read backwards
-                ranked[i] = lab[n - 1 - i]
-                if i > 0 and key[n - 1 - i] == key[n - i] and ranked[i] != ranked[i - 1]:
-                    has_tie = True
-            if has_tie:
-                tied[q] = True
-                continue
-            ideal = _sorted_ideal(ideal_labels, ideal_offsets[q], ideal_offsets[q + 1], buffer)
+            _sort_rows(scores, a, n, key, order, work)  # ascending score; read backwards below
+            i = 0
+            while i < n:
+                j = i + 1
+                mixed = False
+                while j < n and key[j] == key[i]:
+                    mixed |= labels[a + order[j]] != labels[a + order[i]]
+                    j += 1
+                if mixed:
+                    # equal scores, different labels: ascending doc id here, so descending
+                    # once read backwards (trec_eval's order); insertion sort, runs are short
+                    for t in range(i + 1, j):
+                        row = order[t]
+                        u = t - 1
+                        while u >= i and _doc_less(doc_offsets, doc_bytes, a + row, a + order[u]):
+                            order[u + 1] = order[u]
+                            u -= 1
+                        order[u + 1] = row
+                i = j
+            for t in range(n):
+                ranked[t] = labels[a + order[n - 1 - t]]
+            ideal = _ideal(
+                ideal_labels, ideal_offsets[q], ideal_offsets[q + 1], low, span, counts, buffer
+            )
             _query_values(ranked, n, ideal, kinds, cutoffs, rels, values[q])
-    return values, tied
-
-
-@njit(cache=True)
-def _measures_tie_broken(
-    offsets, labels, scores, doc_rank, ideal_offsets, ideal_labels, kinds, cutoffs, rels
-):
-    """Values per query, ranking by score then doc rank, both descending."""
-    n_queries = len(offsets) - 1
-    values = np.zeros((n_queries, len(kinds)))
-    longest = 1
-    longest_ideal = 1
-    for q in range(n_queries):
-        longest = max(longest, offsets[q + 1] - offsets[q])
-        longest_ideal = max(longest_ideal, ideal_offsets[q + 1] - ideal_offsets[q])
-    ranked = np.empty(longest, dtype=np.int64)
-    buffer = np.empty(longest_ideal, dtype=np.int64)
-    key = np.empty(longest, dtype=np.uint64)
-    for q in range(n_queries):
-        a = offsets[q]
-        n = offsets[q + 1] - a
-        for i in range(n):
-            key[i] = _ordered_bits(scores[a + i])
-        # ascending (doc rank), then a stable ascending sort by score key: read backwards
-        by_doc = np.argsort(doc_rank[a : a + n], kind="mergesort")
-        by_score = np.argsort(key[:n][by_doc], kind="mergesort")
-        for i in range(n):
-            ranked[i] = labels[a + by_doc[by_score[n - 1 - i]]]
-        ideal = _sorted_ideal(ideal_labels, ideal_offsets[q], ideal_offsets[q + 1], buffer)
-        _query_values(ranked, n, ideal, kinds, cutoffs, rels, values[q])
     return values
