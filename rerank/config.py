@@ -77,7 +77,17 @@ class ModelConfig:
     max_length: int = field(
         default=256, metadata=_help("tokens per input, special tokens included")
     )
-    max_query_length: int = field(default=64, metadata=_help("tokens kept of the query"))
+    max_query_length: int = field(
+        default=64, metadata=_help("tokens kept of the query (truncation = query_cap)")
+    )
+    truncation: Literal["query_cap", "longest_first"] = field(
+        default="query_cap",
+        metadata=_help(
+            "query_cap: the query keeps up to max_query_length tokens, the document is cut; "
+            "longest_first: the Hugging Face tokenizer's pair truncation, so CrossEncoder(dir) "
+            "scores exactly as rerank at every query length (saved with the model)"
+        ),
+    )
     num_layers: int = field(default=0, metadata=_help("grow/shrink by layer stacking; 0 keeps"))
     heads: dict[str, HeadConfig] = field(
         default_factory=lambda: {"score": HeadConfig()},

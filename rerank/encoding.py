@@ -7,7 +7,9 @@ is exactly what a BERT tokenizer produces for the text ``"title [SEP] summary"``
 what makes a saved model score identically in sentence-transformers' ``CrossEncoder``
 given ``(query, join_parts([title, summary]))``.
 
-Truncation policy (documented in README, tested in tests/test_encoding.py):
+Truncation policies (documented in README, tested in tests/test_encoding.py):
+
+``"query_cap"`` (the default):
 
 1. The first segment (the query) keeps at most ``max_first_length`` tokens.
 2. The budget left after the query and the special tokens goes to the parts in order:
@@ -15,6 +17,13 @@ Truncation policy (documented in README, tested in tests/test_encoding.py):
    first, then the title; the query is only cut by its own cap (or when the query alone
    exceeds the whole budget).
 3. A part that is empty (or trimmed to nothing) is omitted together with its separator.
+
+``"longest_first"``: what a Hugging Face fast tokenizer does to the pair ``(query,
+"title [SEP] summary")`` with ``truncation=True`` (and so what sentence-transformers'
+``CrossEncoder`` scores): the document is the non-empty parts joined by the separator,
+and the longer of the two segments is cut first until both fit (:func:`longest_first`);
+``max_first_length`` is not used. The two policies give the same input whenever the
+query fits in ``max_first_length`` tokens and in half the budget.
 
 Single-sentence inputs (GLUE CoLA/SST-2) pass ``second=None``.
 """
@@ -26,6 +35,38 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+TRUNCATIONS = ("query_cap", "longest_first")
+
+
+def longest_first(first: list[int], second: list[int], budget: int) -> tuple[list, list]:
+    """Cut a pair to ``budget`` tokens as the Hugging Face ``tokenizers`` library does.
+
+    The ``LongestFirst`` strategy of ``tokenizers`` (``utils/truncation.rs``): the shorter
+    segment is kept whole when it fits in half the budget and the longer gets the rest;
+    otherwise each gets half (the longer one the odd token).
+
+    Examples
+    --------
+    >>> [len(x) for x in longest_first([1] * 10, [2] * 100, 50)]
+    [10, 40]
+    >>> [len(x) for x in longest_first([1] * 40, [2] * 100, 51)]
+    [25, 26]
+    """
+    n1, n2 = len(first), len(second)
+    if n1 + n2 <= budget:
+        return first, second
+    swap = n1 > n2
+    if swap:
+        n1, n2 = n2, n1
+    n2 = n1 if n1 > budget else max(n1, budget - n1)
+    if n1 + n2 > budget:
+        n1 = budget // 2
+        n2 = n1 + budget % 2
+    if swap:
+        n1, n2 = n2, n1
+    return first[:n1], second[:n2]
+
 
 # Characters kept from any one text before tokenizing: long documents are cut before
 # WordPiece sees them (a 512-token budget never needs more than a few thousand
@@ -99,7 +140,9 @@ class PairEncoder:
     max_length
         Total length cap, special tokens included.
     max_first_length
-        Cap on the first segment (the query).
+        Cap on the first segment (the query) under ``truncation="query_cap"``.
+    truncation
+        ``"query_cap"`` or ``"longest_first"`` (see the module docstring).
 
     Examples
     --------
@@ -107,9 +150,21 @@ class PairEncoder:
     >>> enc.encode(["what is lift"], [["wing theory", "the lift of a wing"]])  # doctest: +SKIP
     """
 
-    def __init__(self, tokenizer: Any, *, max_length: int = 256, max_first_length: int = 64):
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        max_length: int = 256,
+        max_first_length: int = 64,
+        truncation: str = "query_cap",
+    ):
         if max_length < 8:
             raise ValueError(f"PairEncoder: max_length must be >= 8, got {max_length}")
+        if truncation not in TRUNCATIONS:
+            raise ValueError(
+                f"PairEncoder: truncation must be one of {TRUNCATIONS}, got {truncation!r}"
+            )
+        self.truncation = truncation
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.max_first_length = max_first_length
@@ -124,8 +179,8 @@ class PairEncoder:
         sep = f" {self.tokenizer.sep_token} " if self.tokenizer.sep_token else " "
         return sep.join(p for p in parts if p and p.strip())
 
-    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        cap = self.max_length * _MAX_CHARS_PER_TOKEN
+    def _tokenize(self, texts: Sequence[str], *, clip: bool = True) -> list[list[int]]:
+        cap = self.max_length * _MAX_CHARS_PER_TOKEN if clip else None
         clipped = [t[:cap] if t else "" for t in texts]
         # verbose=False: the tokenizer would warn that texts exceed model_max_length; the
         # truncation policy above cuts them, so the warning is noise
@@ -148,22 +203,50 @@ class PairEncoder:
         fixed = len(t.prefix) + len(t.middle) + len(t.suffix)
         out_ids, out_types = [], []
         for i, f in enumerate(firsts):
-            f = f[: min(self.max_first_length, self.max_length - fixed - 1)]
-            budget = self.max_length - fixed - len(f)
-            doc: list[int] = []
-            for col in columns:
-                piece = col[i]
-                if not piece:
-                    continue
-                room = budget - len(doc) - (len(self.part_sep) if doc else 0)
-                if room <= 0:
-                    break
-                doc = doc + self.part_sep + piece[:room] if doc else piece[:room]
+            if self.truncation == "longest_first":
+                parts = [col[i] for col in columns]
+                doc = self._joined(parts)
+                if self._clipped_matters(first[i], second[i], f, doc):
+                    f, *parts = self._tokenize([first[i], *second[i]], clip=False)
+                    doc = self._joined(parts)
+                f, doc = longest_first(f, doc, self.max_length - fixed)
+            else:
+                f, doc = self._query_cap(f, [col[i] for col in columns], fixed)
             ids = t.prefix + f + t.middle + doc + t.suffix
             n_first = len(t.prefix) + len(f) + len(t.middle)
             out_ids.append(ids)
             out_types.append([0] * n_first + [t.second_type] * (len(ids) - n_first))
         return Encoded(out_ids, out_types)
+
+    def _joined(self, parts: Sequence[list[int]]) -> list[int]:
+        doc: list[int] = []
+        for piece in parts:
+            if piece:
+                doc = doc + self.part_sep + piece if doc else list(piece)
+        return doc
+
+    def _clipped_matters(
+        self, query: str, parts: Sequence[str], f: list[int], doc: list[int]
+    ) -> bool:
+        """Whether clipping long texts (``_tokenize``) may change which segment is longer,
+        which ``longest_first`` needs to know; then the pair is tokenized whole."""
+        cap = self.max_length * _MAX_CHARS_PER_TOKEN
+        query_clipped = len(query or "") > cap
+        doc_clipped = any(len(p or "") > cap for p in parts)
+        return (query_clipped and len(f) <= len(doc)) or (doc_clipped and len(doc) <= len(f))
+
+    def _query_cap(self, f: list[int], parts: list[list[int]], fixed: int) -> tuple[list, list]:
+        f = f[: min(self.max_first_length, self.max_length - fixed - 1)]
+        budget = self.max_length - fixed - len(f)
+        doc: list[int] = []
+        for piece in parts:
+            if not piece:
+                continue
+            room = budget - len(doc) - (len(self.part_sep) if doc else 0)
+            if room <= 0:
+                break
+            doc = doc + self.part_sep + piece[:room] if doc else piece[:room]
+        return f, doc
 
     def collate(self, enc: Encoded, *, pad_to_multiple_of: int = 8) -> dict[str, torch.Tensor]:
         """Pad a batch to its longest input (rounded up to ``pad_to_multiple_of``)."""

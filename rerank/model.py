@@ -173,6 +173,11 @@ class RerankModel(nn.Module):
         # saved in config.json and the defaults of pair_encoder(), so scoring sees what
         # training saw unless told otherwise. Empty for a model rerank did not train.
         self.input_lengths: dict[str, int] = {}
+        # The truncation policy (rerank.encoding.TRUNCATIONS), saved as rerank.truncation.
+        self.truncation = "query_cap"
+        # What the model card (README.md, written by save_pretrained) reports about how
+        # the model was trained: rerank.model_card.training_facts(); empty: not trained here.
+        self.card_facts: dict[str, Any] = {}
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -219,6 +224,7 @@ class RerankModel(nn.Module):
             log.info("%s: primary head '%s' initialised fresh", path, primary)
         model = cls(encoder, tokenizer, primary=primary, specs=specs, mlm=mlm)
         model.input_lengths = {k: int(saved[k]) for k in INPUT_LENGTH_KEYS if k in saved}
+        model.truncation = _saved_truncation(saved, path)
         model._load_sidecars(path, saved_specs)
         if num_layers is not None and num_layers != encoder.config.num_hidden_layers:
             stack_layers(model.encoder, num_layers)
@@ -300,7 +306,12 @@ class RerankModel(nn.Module):
         max_first_length = max_first_length or self.input_lengths.get(
             "max_query_length", DEFAULT_MAX_QUERY_LENGTH
         )
-        return PairEncoder(self.tokenizer, max_length=max_length, max_first_length=max_first_length)
+        return PairEncoder(
+            self.tokenizer,
+            max_length=max_length,
+            max_first_length=max_first_length,
+            truncation=self.truncation,
+        )
 
     # -- saving ---------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:
@@ -310,6 +321,7 @@ class RerankModel(nn.Module):
             "primary": self.primary,
             "heads": {k: asdict(v) for k, v in self.specs.items()},
             **self.input_lengths,
+            **({"truncation": self.truncation} if self.truncation != "query_cap" else {}),
         }
         if self.specs[self.primary].kind == "score":
             # sentence-transformers' CrossEncoder applies a sigmoid to 1-label models by
@@ -336,6 +348,21 @@ class RerankModel(nn.Module):
             if self.mlm_head is not None:
                 state = {k: v.contiguous() for k, v in self.mlm_head.state_dict().items()}
                 save_file(state, str(tmp / MLM_FILE))
+            from rerank.model_card import model_card
+
+            (tmp / "README.md").write_text(model_card(self, Path(path).name), encoding="utf-8")
+
+
+def _saved_truncation(saved: dict[str, Any], path: Path) -> str:
+    from rerank.encoding import TRUNCATIONS
+
+    value = saved.get("truncation", "query_cap")
+    if value not in TRUNCATIONS:
+        raise RerankError(
+            f"{path / 'config.json'}: rerank.truncation: expected one of "
+            f"{', '.join(TRUNCATIONS)}, got {value!r}"
+        )
+    return value
 
 
 def _saved_meta(path: Path) -> dict[str, Any]:

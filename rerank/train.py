@@ -60,6 +60,7 @@ from rerank.batching import Batch, GroupedData, Transform
 from rerank.config import Config, to_toml, validate, write_config
 from rerank.errors import RerankError
 from rerank.losses import LOSSES
+from rerank.model_card import training_facts
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,8 @@ def _train(
         "max_length": cfg.model.max_length,
         "max_query_length": cfg.model.max_query_length,
     }
+    model.truncation = cfg.model.truncation
+    model.card_facts = training_facts(cfg, train_frame)
     model.train()
     encoder = model.pair_encoder()  # the input lengths just set
     if has_mlm and transform is None:
@@ -371,6 +374,7 @@ def _train(
             improved = best["value"] is None or value > best["value"]
             if improved:
                 best = {"value": value, "step": step}
+                model.card_facts.update(step=step, total_steps=total, eval=metrics)
                 model.save_pretrained(out_dir / "best")
             ckpt.append_log(
                 out_dir / "log.jsonl", {"step": step, "eval": metrics, "best": improved}
@@ -398,6 +402,7 @@ def _train(
     final_dir = None
     if finished and dist.main:
         final_dir = out_dir / "final"
+        model.card_facts.update(step=step, total_steps=total, eval=metrics)
         model.save_pretrained(final_dir)
     dist.barrier()
     best_dir = out_dir / "best" if best["step"] is not None else None
@@ -429,7 +434,6 @@ def _log_record(step, lr, sums, window, cfg, dist, epoch) -> dict[str, Any]:
     record["pairs_per_s"] = window["rows"] / seconds
     record["tokens_per_s"] = window["tokens"] / seconds
     return record
-
 
 
 # The public API's `rerank.train(config, overrides)` (rerank.api.train): once imported,
