@@ -96,6 +96,10 @@ def test_kinds_auto_detected(experts, tmp_path, tiny_model_dir):
         Teacher("a", st, kind="dense")
     with pytest.raises(RerankError, match="a run teacher has no head"):
         Teacher("a", run, head="score", kind="run")
+    with pytest.raises(RerankError, match="a run teacher has no head"):
+        teacher_kind(Teacher("a", run, head="score"))
+    with pytest.raises(RerankError, match="a bi-encoder teacher has no head"):
+        teacher_kind(Teacher("a", st, head="score"))
 
 
 def test_store_mixes_kinds_records_them_and_reuses_columns(experts, tmp_path):

@@ -130,12 +130,13 @@ def teacher_kind(teacher: Teacher) -> str:
     if teacher.kind != "auto":
         return teacher.kind
     if Path(teacher.path).is_file():
-        return "run"
-    from rerank.dense import detect_kind
+        kind = "run"
+    else:
+        from rerank.dense import detect_kind
 
-    kind = detect_kind(teacher.path)
-    if kind == "bi-encoder" and teacher.head:
-        raise RerankError(f"teacher '{teacher.name}': a bi-encoder teacher has no head to choose")
+        kind = detect_kind(teacher.path)
+    if kind != "cross-encoder" and teacher.head:
+        raise RerankError(f"teacher '{teacher.name}': a {kind} teacher has no head to choose")
     return kind
 
 
