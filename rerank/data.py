@@ -206,7 +206,7 @@ def read_scores(path: PathLike) -> pl.DataFrame:
     >>> read_scores(path).rows()
     [('q1', 'd7', 12.5), ('q1', 'd2', 9.25)]
     """
-    if _suffix(path, RUN_SUFFIXES):
+    if _suffix(str(path).lower().removesuffix(".gz"), RUN_SUFFIXES):  # .run.gz too
         source, raw = files.read_trec(
             path,
             ("query_id", "q0", "doc_id", "rank", "score", "tag"),
@@ -261,7 +261,7 @@ def read_labels(path: PathLike, *, label_range: LabelRange = DEFAULT_LABEL_RANGE
     >>> read_labels(path).rows()
     [('1', 'd1', 2)]
     """
-    if _suffix(path, QRELS_SUFFIXES):
+    if _suffix(str(path).lower().removesuffix(".gz"), QRELS_SUFFIXES):  # .qrels.gz too
         return read_qrels(path, label_range=label_range)
     return read_pairs(path, labels="required", label_range=label_range, text=False)
 
