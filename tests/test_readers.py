@@ -12,7 +12,7 @@ import pytest
 
 import rerank
 from rerank.cli import main
-from rerank.data import read_pairs, read_scores
+from rerank.data import read_labels, read_pairs, read_scores
 from rerank.errors import RerankError
 from rerank.pairs import TEACHER_SCORES, read_documents, read_queries, read_training_jsonl
 
@@ -169,6 +169,10 @@ def test_csv_and_gz_readers(tmp_path):
 
     write_table(rerank_frame, tmp_path / "s.csv")
     assert read_scores(tmp_path / "s.csv").equals(rerank_frame)
+    (tmp_path / "r.run.gz").write_bytes(gzip.compress(b"q Q0 d 1 1.5 bm25\n"))
+    assert read_scores(tmp_path / "r.run.gz").equals(rerank_frame)
+    (tmp_path / "j.qrels.gz").write_bytes(gzip.compress(b"q 0 d 2\n"))
+    assert read_labels(tmp_path / "j.qrels.gz").rows() == [("q", "d", 2)]
 
 
 def test_pairs_writes_a_bm25_run(trec):
