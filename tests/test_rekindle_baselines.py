@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from rerank.errors import RerankError
 from rerank.rekindle.baselines import choose_fusion_weight, fuse, paired_rows, per_query
 
 
@@ -59,7 +60,7 @@ def test_fuse_refuses_different_candidates(tmp_path):
     model = scores(tmp_path / "m.parquet", range(6))
     other = tmp_path / "o.parquet"
     pl.read_parquet(model).head(5).write_parquet(other)
-    with pytest.raises(ValueError, match="score different candidates"):
+    with pytest.raises(RerankError, match="fused score tables must hold the same candidates"):
         fuse(model, other, 0.5)
 
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from rerank import __version__
-from rerank.errors import RerankError
+from rerank.errors import RerankError, printable
 
 # name -> module under rerank.cli; modules are imported lazily so that
 # `rerank evaluate` never pays for importing torch.
@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "compare": "rerank.cli.compare",
     "cycle": "rerank.cli.cycle",
     "evaluate": "rerank.cli.evaluate",
+    "fuse": "rerank.cli.fuse",
     "glue": "rerank.cli.glue",
     "pairs": "rerank.cli.pairs",
     "rekindle": "rerank.cli.rekindle",
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except RerankError as err:
-        print(f"rerank {args.command}: error: {err}", file=sys.stderr)
+        print(f"rerank {args.command}: error: {printable(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"rerank {args.command}: interrupted", file=sys.stderr)

@@ -45,35 +45,19 @@ def dense_scores_stage(model: str, split: str, where: Path, *, batch_size: int =
     return str(path)
 
 
-def _zscore_per_query(frame: pl.DataFrame, column: str) -> pl.Expr:
-    # Per query, so that fusion needs only the candidates of the query at hand (what a
-    # re-ranker sees at serving time), never statistics of a whole split.
-    mean = pl.col(column).mean().over("query_id")
-    std = pl.col(column).std(ddof=0).over("query_id")
-    return pl.when(std > 0).then((pl.col(column) - mean) / std).otherwise(0.0)
-
-
 def fuse(model_scores: str | Path, dense_scores: str | Path, weight: float) -> pl.DataFrame:
     """``(1 - weight) * z(model) + weight * z(dense)``, z-scored within each query.
 
-    Both inputs are score tables (``query_id, doc_id, score``) of the same candidates.
+    Both inputs are score files (``query_id, doc_id, score``) of the same candidates; the
+    same as ``rerank fuse MODEL DENSE --weights 1-w w`` (:mod:`rerank.fusion`).
     """
     from rerank.data import read_scores
+    from rerank.fusion import fuse_frames
 
-    a = read_scores(model_scores).rename({"score": "a"})
-    b = read_scores(dense_scores).rename({"score": "b"})
-    joined = a.join(b, on=["query_id", "doc_id"], how="inner", maintain_order="left")
-    if joined.height != a.height or joined.height != b.height:
-        raise ValueError(
-            f"fusion: {model_scores} and {dense_scores} score different candidates "
-            f"({a.height} and {b.height} rows, {joined.height} in common)"
-        )
-    return joined.select(
-        "query_id",
-        "doc_id",
-        ((1.0 - weight) * _zscore_per_query(joined, "a") + weight * _zscore_per_query(joined, "b"))
-        .alias("score")
-        .cast(pl.Float64),
+    return fuse_frames(
+        [read_scores(model_scores), read_scores(dense_scores)],
+        [1.0 - weight, weight],
+        names=[str(model_scores), str(dense_scores)],
     )
 
 
