@@ -7,7 +7,24 @@ without a traceback. Library callers get an ordinary ``ValueError`` subclass.
 
 from __future__ import annotations
 
+import re
 from os import PathLike
+
+# C0 and C1 control characters and DEL: a file's bytes echoed raw could move the cursor
+# or recolour the user's terminal (ESC sequences). Tabs and line breaks included.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    r"""``text`` on one line with control characters escaped as Python does (``\x1b``).
+
+    Examples
+    --------
+    >>> printable("doc\x1b[31m id\nnext")
+    'doc\\x1b[31m id next'
+    """
+    text = " ".join(text.split("\n"))
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class RerankError(ValueError):
@@ -45,4 +62,4 @@ def input_error(
     parts = [p for p in (where, f"column '{column}'" if column else "") if p]
     head = ": ".join(parts)
     text = f"{head}: {message}" if head else message
-    return RerankError(" ".join(text.split("\n")))
+    return RerankError(printable(text))
