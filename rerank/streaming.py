@@ -257,9 +257,18 @@ def stream_scores(
 
 @contextlib.contextmanager
 def progress_bar(total: int, enabled: bool | None) -> Iterator[Any]:
-    """A tqdm bar counting pairs (pairs/s, ETA) on stderr; ``None``: only on a terminal."""
+    """A tqdm bar counting pairs (pairs/s, ETA) on stderr; ``None``: only on a terminal.
+
+    Where stderr is not a terminal (a log file) the bar is a
+    :class:`rerank.progress.ProgressLog`: a log line at most every 30 s.
+    """
     if enabled is False:
         yield None
+        return
+    from rerank.progress import ProgressLog, stderr_is_terminal
+
+    if not stderr_is_terminal():
+        yield ProgressLog(total, unit="pair", desc="scoring: ")
         return
     from tqdm import tqdm
 

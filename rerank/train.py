@@ -61,6 +61,7 @@ from rerank.config import Config, to_toml, validate, write_config
 from rerank.errors import RerankError
 from rerank.losses import LOSSES
 from rerank.model_card import training_facts
+from rerank.progress import ProgressLog, stderr_is_terminal
 
 log = logging.getLogger(__name__)
 
@@ -309,13 +310,11 @@ def _train(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(
-        total=total,
-        initial=step,
-        unit="step",
-        disable=not (dist.main and tc.progress),
-        dynamic_ncols=True,
-    )
+    # a bar on a terminal; in a log file (or with train.progress off, as in the cycle)
+    # a progress line at most every 30 s instead (rerank.progress)
+    shown = dist.main and tc.progress and stderr_is_terminal()
+    bar = tqdm(total=total, initial=step, unit="step", disable=not shown, dynamic_ncols=True)
+    lines = ProgressLog(total, start=step, logger=log) if dist.main and not shown else None
     batches = batcher.iter_from(epoch, position)
     window = {"rows": 0, "tokens": 0, "t": time.perf_counter(), "n": 0}
     sums = torch.zeros(len(cfg.objective) + 1, device=dist.device)  # .item() only when logging
@@ -359,6 +358,8 @@ def _train(
         if step % tc.log_every == 0 or last or step == stop:
             record = _log_record(step, lr, sums, window, cfg, dist, epoch)
             bar.set_postfix(loss=f"{record['loss']:.4f}", pairs_s=f"{record['pairs_per_s']:.1f}")
+            if lines is not None:
+                lines.report(step, loss=record["loss"], pairs_per_s=record["pairs_per_s"])
             if dist.main:
                 ckpt.append_log(out_dir / "log.jsonl", record)
             sums.zero_()

@@ -1,0 +1,71 @@
+"""Progress lines in logs where no bar is shown (stderr not a terminal, or progress off)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import polars as pl
+
+import rerank
+from rerank.progress import ProgressLog
+
+WORDS = "flow heat wing pressure boundary layer plate shock wave theory".split()
+
+
+def test_lines_are_throttled_and_the_last_always_logs(caplog):
+    caplog.set_level(logging.INFO, logger="rerank.progress")
+    log = ProgressLog(10, unit="step", every_s=3600)
+    for _ in range(10):
+        log.update(1, loss=0.5)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2  # the first, then nothing for an hour, then the last
+    assert lines[0].startswith("step 1/10 (10%), loss 0.5000, ")
+    assert lines[1].startswith("step 10/10 (100%)") and "steps/s" in lines[1]
+    assert "ETA 0:00:00" in lines[1] and "elapsed" in lines[1]
+
+
+def pairs(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "query_id": f"q{q}",
+            "doc_id": f"d{q}-{d}",
+            "query": " ".join(rng.choice(WORDS, 3)),
+            "title": " ".join(rng.choice(WORDS, 2)),
+            "summary": " ".join(rng.choice(WORDS, 6)),
+            "label": d % 3,
+        }
+        for q in range(4)
+        for d in range(4)
+    ]
+    pl.DataFrame(rows).write_parquet(tmp_path / "train.parquet")
+    return tmp_path / "train.parquet"
+
+
+def test_training_logs_progress_lines_without_a_bar(tmp_path, tiny_model_dir, caplog):
+    caplog.set_level(logging.INFO)
+    rerank.train(
+        {
+            "model": {"path": str(tiny_model_dir), "max_length": 32},
+            "data": {"train": str(pairs(tmp_path)), "list_size": 4},
+            "train": {"output_dir": str(tmp_path / "out"), "steps": 3, "bf16": False},
+        },
+        # progress off, as the cycle's stages run: lines instead of a bar
+        ["train.progress=false", "train.num_threads=1", "train.log_every=1"],
+    )
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert lines[0].startswith("step 1/3 (33%), loss ")
+    assert lines[-1].startswith("step 3/3 (100%), loss ") and "pairs_per_s" in lines[-1]
+    assert "steps/s" in lines[-1] and "ETA" in lines[-1]
+
+
+def test_scoring_logs_progress_lines_in_a_log_file(tmp_path, tiny_model_dir, caplog):
+    from rerank.score import score_file
+
+    caplog.set_level(logging.INFO, logger="rerank.progress")
+    score_file(
+        tiny_model_dir, pairs(tmp_path), tmp_path / "s.tsv", max_length=32, precision="fp32"
+    )  # under pytest stderr is not a terminal
+    lines = [r.getMessage() for r in caplog.records if r.name == "rerank.progress"]
+    assert lines and lines[-1].startswith("scoring: pair 16/16 (100%)")
