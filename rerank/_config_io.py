@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -50,9 +51,12 @@ def _describe(tp: Any) -> str:
         return {list: "a list", tuple: "a list", dict: "a table"}[origin]
     if dataclasses.is_dataclass(tp):
         return "a table"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
-        tp, str(tp)
-    )
+    return {
+        bool: "true or false",
+        int: "an integer",
+        float: "a finite number",
+        str: "a string",
+    }.get(tp, str(tp))
 
 
 class _Mismatch(Exception):
@@ -100,8 +104,10 @@ def _convert(value: Any, tp: Any, where: str, ctx: _Ctx) -> Any:
             return value
         raise _Mismatch
     if tp is float:
+        # TOML has inf and nan; no setting means them (lr_max = inf trains to NaN)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            if math.isfinite(value):
+                return float(value)
         raise _Mismatch
     if tp is str:
         if isinstance(value, str):

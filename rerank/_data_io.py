@@ -8,10 +8,12 @@ re-reading the file only once an error is certain.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
 import os
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,8 +103,42 @@ def _lines(path: PathLike | None) -> Iterator[bytes]:
     if path is None:
         return iter(())
     opener = gzip.open if str(path).lower().endswith(".gz") else open
-    with opener(path, "rb") as handle:
+    with opener(path, "rb") as handle, damaged_gzip(path):
         yield from handle
+
+
+GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+BOM = b"\xef\xbb\xbf"
+
+
+@contextlib.contextmanager
+def damaged_gzip(path: PathLike | None) -> Iterator[None]:
+    """Turn the errors of reading damaged gzip data into a one-line error naming ``path``."""
+    try:
+        yield
+    except GZIP_ERRORS as err:
+        what = "truncated" if isinstance(err, EOFError) else "damaged"
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise input_error(path, f"{what} gzip file: {detail}") from None
+
+
+def gzip_problem(path: PathLike) -> RerankError | None:
+    """The error of a ``.gz`` file that does not decompress to its end (``None``: fine)."""
+    if not str(path).lower().endswith(".gz"):
+        return None
+    try:
+        with gzip.open(path, "rb") as handle, damaged_gzip(path):
+            while handle.read(1 << 20):
+                pass
+    except RerankError as err:
+        return err
+    return None
+
+
+def _head(path: PathLike, size: int) -> bytes:
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rb") as handle, damaged_gzip(path):
+        return handle.read(size)
 
 
 def _require_file(source: Source, expected: str = "a header and data rows") -> None:
@@ -127,12 +163,19 @@ def _scan(source: Source) -> pl.LazyFrame:
     if source.kind == "csv":
         return pl.scan_csv(source.name, infer_schema=False, empty_string_is_null=False)
     if source.kind == "jsonl":
+        if source.name and _head(source.name, len(BOM)) == BOM:
+            # polars' JSON reader stops at a byte-order mark; TSV and Python skip it
+            raw = b"".join(_lines(source.name))[len(BOM) :]
+            return pl.read_ndjson(io.BytesIO(raw), infer_schema_length=None).lazy()
         return pl.scan_ndjson(source.name, infer_schema_length=None)
     return pl.scan_parquet(source.name)
 
 
 def _read_failure(source: Source, err: Exception) -> RerankError:
     """Turn a polars read error into a located one-line error."""
+    damaged = gzip_problem(source.name or "")
+    if damaged is not None:
+        return damaged
     if isinstance(err, pl.exceptions.NoDataError):
         return input_error(source.name, "empty file: expected a header and data rows")
     if source.kind == "tsv":
@@ -148,6 +191,8 @@ def _read_failure(source: Source, err: Exception) -> RerankError:
                 )
     if source.kind == "jsonl":
         for number, raw in enumerate(_lines(source.name), start=1):
+            if number == 1:
+                raw = raw.removeprefix(BOM)
             if not raw.strip():
                 continue
             try:
@@ -174,6 +219,14 @@ def _read_failure(source: Source, err: Exception) -> RerankError:
 def columns(source: Source) -> list[str]:
     """Column names of a table file."""
     _require_file(source)
+    if source.kind == "tsv":
+        # polars renames a repeated name ('query_duplicated_0') and reads the first:
+        # a table whose header names a column twice is ambiguous, so it is refused
+        header = next(_lines(source.name), b"").removeprefix(BOM).rstrip(b"\r\n").split(b"\t")
+        twice = next((name for i, name in enumerate(header) if name in header[:i]), None)
+        if twice is not None:
+            shown = twice.decode("utf-8", errors="replace")
+            raise input_error(source.name, f"column {shown!r} appears twice in the header", row=1)
     try:
         return _scan(source).collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as err:

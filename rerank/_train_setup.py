@@ -17,7 +17,7 @@ import torch
 
 from rerank.batching import GroupBatcher, GroupedData, Transform, pad_rows
 from rerank.config import Config
-from rerank.errors import RerankError
+from rerank.errors import RerankError, input_error
 from rerank.losses import LOSSES
 
 log = logging.getLogger("rerank.train")
@@ -196,21 +196,29 @@ def make_batcher(
 
 def _read_columns(path: Path, names: list[str], height: int) -> pl.DataFrame:
     """Extra target columns (teacher scores) of a pairs file, in file order."""
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-    if suffix == ".parquet":
-        lazy = pl.scan_parquet(path)
-    elif suffix in (".jsonl", ".jsonl.gz"):
-        lazy = pl.read_ndjson(path).lazy()
-    else:
-        lazy = pl.scan_csv(path, separator="\t", quote_char=None)
-    have = lazy.collect_schema().names()
+    from rerank import _data_io as files
+
+    source = files.Source.of(path, "pairs")
+    lazy = files._scan(source)  # as read_pairs read it (gzip, byte-order mark)
+    have = files.columns(source)
     missing = [n for n in names if n not in have]
     if missing:
         raise RerankError(
             f"{path.name}: missing target column(s) {', '.join(map(repr, missing))} "
             f"(have {', '.join(have)})"
         )
-    out = lazy.select(pl.col(n).cast(pl.Float64) for n in names).collect().head(height)
+    try:
+        out = lazy.select(pl.col(n).cast(pl.Float64) for n in names).collect().head(height)
+    except pl.exceptions.PolarsError as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise input_error(path, f"target column(s) {', '.join(names)}: {first}") from None
+    for name in names:  # a NaN target trains to NaN weights
+        bad = ~out.get_column(name).is_finite().fill_null(False)
+        if bad.any():
+            index = int(bad.arg_max() or 0)
+            got = out[index, name]
+            shown = "nothing" if got is None else got
+            raise source.error(index, f"expected a finite number, got {shown}", column=name)
     return out
 
 

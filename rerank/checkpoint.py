@@ -8,8 +8,10 @@
 - ``state.json``: step, data position ``(epoch, position)``, best metric so far, the
   Python and NumPy RNG states, and the resolved config.
 
-Both ``.pt`` files load with ``torch.load(..., weights_only=True)``: nothing in a
-checkpoint can run code when read (a pickled RNG state or config could). The directory
+Both ``.pt`` files load with ``torch.load(..., weights_only=True)``, PyTorch's
+restricted unpickler that builds tensors and plain containers only: nothing in a
+checkpoint can run code when read (a pickled RNG state or config could); a damaged file
+is a one-line error naming it. The directory
 is replaced atomically (:func:`rerank.atomic.atomic_path`), so an interruption leaves the
 previous checkpoint, never a partial one.
 """
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rerank.atomic import atomic_path
+from rerank.atomic import atomic_path, write_error
 from rerank.errors import RerankError
 
 __all__ = [
@@ -99,13 +101,23 @@ def load_state(out_dir: Path) -> dict | None:
         raise RerankError(f"{path}: damaged checkpoint state ({err.msg})") from None
 
 
+def _load_pt(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RerankError(f"{path}: missing from the checkpoint") from None
+    except Exception as err:  # zip, unpickling and EOF errors: a damaged or foreign file
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
+        raise RerankError(f"{path}: damaged checkpoint file ({detail})") from None
+
+
 def load_optimizer(out_dir: Path) -> dict:
-    return torch.load(_dir(out_dir) / "optimizer.pt", map_location="cpu", weights_only=True)
+    return _load_pt(_dir(out_dir) / "optimizer.pt")
 
 
 def restore_rng(out_dir: Path, state: dict) -> None:
     """Put the Python, NumPy and torch RNGs back as they were when the checkpoint was saved."""
-    rng = torch.load(_dir(out_dir) / "rng.pt", map_location="cpu", weights_only=True)
+    rng = _load_pt(_dir(out_dir) / "rng.pt")
     torch.set_rng_state(rng["torch"])
     if torch.cuda.is_available():
         cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda")]
@@ -119,8 +131,11 @@ def restore_rng(out_dir: Path, state: dict) -> None:
 
 def append_log(path: Path, record: dict) -> None:
     """Append one JSON line (the log grows during training; each line is complete)."""
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as err:
+        raise write_error(path, err) or err from None
 
 
 def truncate_log(path: Path, step: int) -> None:

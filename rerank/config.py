@@ -266,10 +266,11 @@ def validate(cfg: Config, *, source: str = "config") -> Config:
         raise RerankError(
             f"{source}: key 'model.max_length': expected >= 8, got {cfg.model.max_length}"
         )
-    if cfg.train.lr_max <= 0 or cfg.train.lr_min > cfg.train.lr_max:
+    if not 0 < cfg.train.lr_max <= 1 or cfg.train.lr_min > cfg.train.lr_max:
+        # AdamW moves each weight by about lr a step: above 1 no run converges
         raise RerankError(
             f"{source}: keys 'train.lr_max'/'train.lr_min': expected 0 <= lr_min <= lr_max "
-            f"and lr_max > 0, got {cfg.train.lr_min} and {cfg.train.lr_max}"
+            f"and 0 < lr_max <= 1, got {cfg.train.lr_min} and {cfg.train.lr_max}"
         )
     if cfg.train.steps == 0 and cfg.train.epochs <= 0:
         raise RerankError(f"{source}: set 'train.steps' or a positive 'train.epochs'")

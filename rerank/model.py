@@ -11,6 +11,10 @@ hidden state of the first token and live in ``rerank_heads.safetensors``; the op
 MLM head lives in ``rerank_mlm_head.safetensors``. Their specs are kept in
 ``config.json`` under the key ``rerank``. ``forward`` returns scores only (a dict
 head name -> tensor); the losses judge.
+
+Weights are read from safetensors files only: a directory holding just a pickled
+``pytorch_model.bin`` is refused (unpickling can run code), and a damaged file is a
+one-line error naming it.
 """
 
 from __future__ import annotations
@@ -116,6 +120,36 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def check_weights(path: Path) -> None:
+    """Refuse a model directory without safetensors weights, or with a damaged one.
+
+    Reads each ``*.safetensors`` header and checks that the file holds every tensor it
+    declares (a truncated copy does not), so the error names the file instead of
+    surfacing from deep inside ``from_pretrained``.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        pickled = sorted(p.name for p in path.glob("*.bin")) or sorted(
+            p.name for p in path.glob("*.pt*")
+        )
+        found = f"only {', '.join(pickled)} (pickle files, which can run code when loaded)"
+        raise RerankError(
+            f"{path}: no model.safetensors; found {found if pickled else 'no weights'}. "
+            "rerank reads safetensors weights only: convert them where you trust the file "
+            "(save_pretrained(dir, safe_serialization=True))"
+        )
+    for file in files:
+        try:
+            with safe_open(str(file), "pt") as handle:
+                for key in handle.keys():
+                    handle.get_slice(key).get_shape()
+        except (SafetensorError, OSError, ValueError) as err:
+            detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise RerankError(f"{file}: damaged safetensors file ({detail})") from None
+
+
 def _load_encoder(path: Path, num_labels: int) -> tuple[Any, Any, bool]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -123,6 +157,7 @@ def _load_encoder(path: Path, num_labels: int) -> tuple[Any, Any, bool]:
         raise RerankError(f"{path}: model directory does not exist")
     if not (path / "config.json").is_file():
         raise RerankError(f"{path}: no config.json: expected a Hugging Face model directory")
+    check_weights(path)
     try:
         with quiet_transformers():
             encoder, info = AutoModelForSequenceClassification.from_pretrained(
@@ -130,10 +165,17 @@ def _load_encoder(path: Path, num_labels: int) -> tuple[Any, Any, bool]:
                 num_labels=num_labels,
                 ignore_mismatched_sizes=True,
                 output_loading_info=True,
+                use_safetensors=True,
             )
+    except (OSError, ValueError, RuntimeError) as err:
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise RerankError(f"{path}: cannot load model: {detail}") from None
+    try:
+        with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(str(path))
-    except OSError as err:
-        raise RerankError(f"{path}: cannot load model: {str(err).splitlines()[0]}") from err
+    except Exception as err:  # tokenizers raise many kinds (JSON, Rust, OSError)
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise RerankError(f"{path}: cannot load the tokenizer: {detail}") from None
     fresh = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
     return encoder, tokenizer, fresh
 
@@ -231,6 +273,7 @@ class RerankModel(nn.Module):
         return model
 
     def _load_sidecars(self, path: Path, saved_specs: dict[str, HeadSpec]) -> None:
+        # check_weights has read every *.safetensors header, these included
         state = load_file(str(path / HEADS_FILE)) if (path / HEADS_FILE).is_file() else {}
         for name, head in self.heads.items():
             keys = {k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == name}
@@ -297,6 +340,20 @@ class RerankModel(nn.Module):
             emb = self.encoder.get_input_embeddings().weight
             result["mlm"] = self.mlm_head(hidden[mlm_positions], emb)
         return result
+
+    def max_positions(self) -> int | None:
+        """Tokens the encoder's position embeddings cover (``None``: no limit known)."""
+        cfg = self.encoder.config
+        limit = getattr(cfg, "max_position_embeddings", None)
+        if limit and "roberta" in str(getattr(cfg, "model_type", "")):
+            limit -= (cfg.pad_token_id or 0) + 1  # RoBERTa positions start after the pad index
+        return limit or None
+
+    def check_max_length(self, max_length: int, *, key: str = "max_length") -> None:
+        """Refuse an input length beyond the position embeddings (an index error later)."""
+        limit = self.max_positions()
+        if limit and max_length > limit:
+            raise RerankError(f"{key} {max_length} exceeds the model's {limit} positions")
 
     def pair_encoder(
         self, *, max_length: int | None = None, max_first_length: int | None = None

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import polars as pl
 
+from rerank._data_io import BOM, damaged_gzip
 from rerank.errors import RerankError, input_error
 from rerank.retrieval import DEFAULT_B, DEFAULT_K1, Bm25Index
 
@@ -436,12 +437,14 @@ def _read_table(
     p = Path(path)
     name = p.name.lower()
     if not p.is_file():
-        raise input_error(path, "no such file")
+        raise input_error(path, "is a directory, not a file" if p.is_dir() else "no such file")
     stem = name[:-3] if name.endswith(".gz") else name
     try:
         if stem.endswith(".parquet"):
             return pl.read_parquet(p), 0
-        raw = gzip.decompress(p.read_bytes()) if name.endswith(".gz") else p.read_bytes()
+        with damaged_gzip(path):
+            raw = gzip.decompress(p.read_bytes()) if name.endswith(".gz") else p.read_bytes()
+        raw = raw.removeprefix(BOM)  # a UTF-8 byte-order mark is not part of the first field
         if stem.endswith(".jsonl"):
             if not raw.strip():
                 raise input_error(path, "the file is empty")
@@ -478,6 +481,9 @@ def _read_tsv(
     no_header = headerless is not None and (
         force_headerless or (len(fields) == len(headerless) and not known & set(fields))
     )
+    twice = next((f for i, f in enumerate(fields) if f in fields[:i]), None)
+    if twice is not None and not no_header:  # polars would rename it and read the first
+        raise input_error(path, f"column {twice!r} appears twice in the header", row=1)
     if force_headerless:
         # TREC qrels may be separated by spaces as well as tabs
         lines = raw.decode("utf-8").splitlines()

@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from rerank.atomic import check_output
 from rerank.encoding import PairEncoder
 from rerank.errors import RerankError, input_error
 from rerank.model import RerankModel
@@ -161,12 +162,7 @@ def _text_columns(frame: pl.DataFrame, path: str | os.PathLike[str] | None) -> p
 
 
 def _check_max_length(model: Any, max_length: int) -> None:
-    cfg = model.encoder.config
-    limit = getattr(cfg, "max_position_embeddings", None)
-    if limit and "roberta" in str(getattr(cfg, "model_type", "")):
-        limit -= (cfg.pad_token_id or 0) + 1  # RoBERTa positions start after the pad index
-    if limit and max_length > limit:
-        raise RerankError(f"max_length {max_length} exceeds the model's {limit} positions")
+    model.check_max_length(max_length)
 
 
 def _check_heads(model: Any, heads: Sequence[str] | None) -> tuple[str, ...]:
@@ -347,6 +343,7 @@ def score_file(
     if max_length is not None and max_length < 8:
         raise RerankError(f"max_length: expected at least 8 tokens, got {max_length}")
     fmt = output_format(out_path, n_heads=len(heads) if heads else 1)
+    check_output(out_path, {"--data": data_path})
     lazy, source = scan_pairs(data_path)
     dev = _device(device)
     model = load_scoring_model(model_dir, device=dev)
@@ -367,6 +364,14 @@ def score_file(
             precision=prec,
             bar=bar,
         )
+        bad = ~np.isfinite(scores).all(axis=1)
+        if bad.any():  # diverged or damaged weights: no score file that looks fine
+            i = int(bad.argmax())
+            raise RerankError(
+                f"{model_dir}: the model gives a non-finite score ({scores[i].tolist()}) "
+                f"to (query_id {chunk[i, 'query_id']!r}, doc_id {chunk[i, 'doc_id']!r}); "
+                "its weights are damaged or its training diverged; nothing was written"
+            )
         return chunk.select("query_id", "doc_id").with_columns(
             pl.Series(c, scores[:, j], dtype=pl.Float64) for j, c in enumerate(columns)
         )

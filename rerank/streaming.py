@@ -5,7 +5,9 @@ The plumbing of :func:`rerank.score.score_file`: a pairs table is scanned lazily
 a time, so inputs larger than memory stream through. Each chunk's scores go to a small
 Parquet part file in a scratch directory beside the output; when every chunk (of every
 rank, under ``torchrun``) is done, the parts are merged in input order into the output,
-atomically. On any error the scratch directory goes and no output appears.
+atomically. On any error the scratch directory goes and no output appears; a scratch
+directory left by a killed run (``kill -9``) is removed by the next run writing the
+same output.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +28,7 @@ import polars as pl
 
 from rerank import _data_io as files
 from rerank._data_io import Source
-from rerank.atomic import atomic_path
+from rerank.atomic import atomic_path, write_error
 from rerank.data import write_trec_run
 from rerank.errors import RerankError, input_error
 
@@ -45,7 +48,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ("query_id", "doc_id", "query", "title", "summary")
-_INPUTS = (".parquet", ".tsv", ".jsonl")
+_INPUTS = (".parquet", ".tsv", ".jsonl", ".tsv.gz", ".jsonl.gz")
 _OUTPUTS = {
     ".tsv": "tsv",
     ".parquet": "parquet",
@@ -56,19 +59,23 @@ _OUTPUTS = {
 
 
 def scan_pairs(path: str | os.PathLike[str]) -> tuple[pl.LazyFrame, Source]:
-    """A lazy scan of a pairs table (``.parquet``, ``.tsv``, ``.jsonl``) with its columns checked.
+    """A lazy scan of a pairs table (``.parquet``, ``.tsv``, ``.jsonl``; ``.tsv.gz``,
+    ``.jsonl.gz``) with its columns checked.
 
     Reads as :func:`rerank.data.read_pairs` does (a TSV as untyped strings, no quoting).
     """
-    if Path(path).suffix.lower() not in _INPUTS:
-        raise input_error(path, "unknown input format; use .parquet, .tsv or .jsonl")
+    if not str(path).lower().endswith(_INPUTS):
+        raise input_error(
+            path, "unknown input format; use .parquet, .tsv or .jsonl (.tsv.gz, .jsonl.gz)"
+        )
     source = Source.of(path, "pairs")
     found = files.columns(source)  # no such file, empty file, unreadable header
     missing = [c for c in PAIR_COLUMNS if c not in found]
     if missing:
         names = ", ".join(repr(c) for c in missing)
         noun = "column" if len(missing) == 1 else "columns"
-        raise input_error(path, f"missing {noun} {names}; found columns: {', '.join(found)}")
+        have = ", ".join(repr(c) for c in found)
+        raise input_error(path, f"missing {noun} {names}; found columns: {have}")
     return files._scan(source).select(PAIR_COLUMNS), source
 
 
@@ -79,16 +86,14 @@ def count_rows(lazy: pl.LazyFrame, source: Source) -> int:
     except (pl.exceptions.PolarsError, OSError) as err:
         raise files._read_failure(source, err) from None
     if source.kind == "tsv":
-        rows -= _trailing_blank_lines(Path(source.name or ""))
+        rows -= _trailing_blank_lines(source.name or "")
     if rows <= 0:
         raise input_error(source.name, "empty file: no data rows")
     return rows
 
 
-def _trailing_blank_lines(path: Path, size: int = 1 << 16) -> int:
-    with path.open("rb") as handle:
-        handle.seek(max(path.stat().st_size - size, 0))
-        tail = handle.read()
+def _trailing_blank_lines(path: str) -> int:
+    tail = files._tail(path)  # gzip-aware
     return max(tail[len(tail.rstrip(b" \t\r\n")) :].count(b"\n") - 1, 0)
 
 
@@ -147,13 +152,59 @@ def output_format(path: str | os.PathLike[str], *, n_heads: int = 1) -> str:
 
 
 def make_parts_dir(out_path: str | os.PathLike[str]) -> str | RerankError:
-    """A scratch directory beside the output (so an unwritable place fails before scoring)."""
+    """A scratch directory beside the output (so an unwritable place fails before scoring).
+
+    It holds an ``owner`` file (host and process id); scratch directories of the same
+    output whose owner is gone (a run killed with ``kill -9``) are removed first.
+    """
     out = Path(out_path)
+    made = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".parts", dir=out.parent)
+        remove_stale_parts(out)
+        made = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".parts", dir=out.parent)
+        (Path(made) / "owner").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        return made
     except OSError as err:
-        return input_error(out_path, f"cannot write here: {err.strerror or err}")
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        return write_error(out_path, err) or input_error(
+            out_path, f"cannot write here: {err.strerror or err}"
+        )
+
+
+def remove_stale_parts(out: Path) -> list[Path]:
+    """Remove scratch directories of ``out`` whose run is no longer alive; return them.
+
+    A directory without an ``owner`` file (an interrupted start) or owned by a process of
+    this host that no longer exists is stale; one owned by another host is left alone
+    (the output directory may be shared by several machines).
+    """
+    removed = []
+    for parts in out.parent.glob(f".{glob_escape(out.name)}.*.parts"):
+        if parts.is_dir() and not _owner_alive(parts / "owner"):
+            shutil.rmtree(parts, ignore_errors=True)
+            removed.append(parts)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _owner_alive(owner: Path) -> bool:
+    try:
+        host, pid = owner.read_text().split()
+        if host != socket.gethostname():
+            return True
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # the process exists, owned by another user
+    except (OSError, ValueError):
+        return False  # no owner file, or a damaged one
+    return True
 
 
 def part_path(parts_dir: str | os.PathLike[str], rank: int, offset: int) -> Path:
@@ -233,11 +284,15 @@ def stream_scores(
         except RerankError as err:
             error = str(err)
         except BaseException as err:
-            if shards.world == 1 or not isinstance(err, Exception):
+            mapped = write_error(out_path, err) if isinstance(err, Exception) else None
+            if mapped is not None:  # a part file could not be written (full disk)
+                error = str(mapped)
+            elif shards.world == 1 or not isinstance(err, Exception):
                 shutil.rmtree(parts_dir, ignore_errors=True)
                 raise
-            log.exception("rank %d failed while scoring", shards.rank)
-            error = f"rank {shards.rank} failed while scoring (see its traceback)"
+            else:
+                log.exception("rank %d failed while scoring", shards.rank)
+                error = f"rank {shards.rank} failed while scoring (see its traceback)"
         errors = [e for e in shards.gather(error) if e]
         if shards.rank == 0:
             try:

@@ -23,7 +23,11 @@ What the loop does (rank 0 alone logs, evaluates and writes):
   states and the data position. ``resume`` continues exactly: the data order is a pure
   function of ``(seed, epoch)``, MLM masking of the batch serial, and dropout is
   reseeded from ``(seed, step, rank)`` at every step, so an interrupted and resumed
-  run ends with the same weights as an unbroken one.
+  run ends with the same weights as an unbroken one. Resuming with other data, learning
+  rate or steps than the checkpoint's is allowed and warned about, naming what changed.
+- A loss or gradient norm that is not finite stops the run with an error naming the
+  step, before anything is saved from the diverged weights. A run that fails with a
+  user error before its first checkpoint removes the outputs it wrote.
 - Runs unchanged under ``torchrun`` (DDP; gloo on CPU): each rank trains on a disjoint
   shard of the groups of every epoch.
 """
@@ -65,7 +69,10 @@ from rerank.progress import ProgressLog, stderr_is_terminal
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainResult", "lr_at", "train"]
+__all__ = ["RUN_OUTPUTS", "TrainResult", "lr_at", "prepare_output_dir", "train"]
+
+# What a run writes under train.output_dir (checkpoint.py adds .checkpoint.old).
+RUN_OUTPUTS = ("config.toml", "log.jsonl", "checkpoint", ".checkpoint.old", "best", "final")
 
 
 @dataclass
@@ -193,6 +200,9 @@ def train(
     cfg = validate(config)
     out_dir = Path(cfg.train.output_dir).resolve()
     cfg.train.output_dir = str(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RerankError(f"train.output_dir: {out_dir} is a file; expected a directory")
+    before = set(os.listdir(out_dir)) if out_dir.is_dir() else None
     dist = init_distributed()
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
     try:
@@ -212,6 +222,10 @@ def train(
             evaluator=evaluator,
             single=single_sentence,
         )
+    except RerankError:
+        if dist.main and not ckpt.exists(out_dir):
+            _remove_outputs(out_dir, before)
+        raise
     finally:
         torch.set_num_threads(saved[0])
         torch.use_deterministic_algorithms(saved[1])
@@ -235,6 +249,11 @@ def _train(
     source = ckpt.model_dir(out_dir) if state else cfg.model.resolved_path()
     if not Path(source).is_dir():
         raise RerankError(f"{source}: model directory does not exist")
+    if tc.resume and state is None and dist.main:
+        log.warning("%s: no checkpoint to resume from; starting at step 0", out_dir)
+    if state is not None and dist.main:
+        for change in _changes_since(state, cfg):
+            log.warning("resuming with %s", change)
     train_frame, eval_frame = load_frames(cfg, targets, train_frame, eval_frame)
 
     ckpt.seed_everything(tc.seed)
@@ -246,6 +265,7 @@ def _train(
     }
     model.truncation = cfg.model.truncation
     model.card_facts = training_facts(cfg, train_frame)
+    model.check_max_length(cfg.model.max_length, key="model.max_length")
     model.train()
     encoder = model.pair_encoder()  # the input lengths just set
     if has_mlm and transform is None:
@@ -302,9 +322,9 @@ def _train(
         ckpt.restore_rng(out_dir, state)
         step, epoch, position = state["step"], state["epoch"], state["position"]
         best = state["best"]
-        if dist.main:
-            ckpt.truncate_log(out_dir / "log.jsonl", step)
     if dist.main:
+        # lines after the checkpoint (all of them when starting over) would be repeated
+        ckpt.truncate_log(out_dir / "log.jsonl", step)
         write_config(cfg, out_dir / "config.toml")
     dist.barrier()
 
@@ -322,6 +342,9 @@ def _train(
     autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=bf16)
     stop = total if max_steps_this_run is None else min(total, max_steps_this_run)
     threads = torch.get_num_threads()
+    # 1-based step of the first non-finite loss or gradient norm (0: none); read only
+    # when the run logs, evaluates or saves, so that a GPU never waits on it.
+    diverged = torch.zeros((), dtype=torch.long, device=dist.device)
     while step < stop:
         lr = lr_at(
             step,
@@ -345,16 +368,26 @@ def _train(
             (loss / tc.grad_accum).backward()
             epoch, position = batch.epoch, batch.position + 1
             sums += torch.stack([loss.detach(), *(v.detach() for v in values)]) / tc.grad_accum
+            ok = torch.isfinite(loss.detach())
+            finite = ok if micro == 0 else finite & ok
             window["rows"] += batch.n_rows * dist.world
             window["tokens"] += batch.stats["tokens"] * dist.world
         if tc.clip_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
+            finite = finite & torch.isfinite(norm)
+        diverged = torch.where((diverged == 0) & ~finite, step + 1, diverged)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         window["n"] += 1
         bar.update(1)
         last = step == total
+        evaluating = evaluator is not None and (
+            (tc.eval_every and step % tc.eval_every == 0) or last
+        )
+        saving = bool(tc.save_every) and (step % tc.save_every == 0 or last)
+        if evaluating or saving or last or step == stop or step % tc.log_every == 0:
+            _check_finite(diverged, cfg, dist)
         if step % tc.log_every == 0 or last or step == stop:
             record = _log_record(step, lr, sums, window, cfg, dist, epoch)
             bar.set_postfix(loss=f"{record['loss']:.4f}", pairs_s=f"{record['pairs_per_s']:.1f}")
@@ -364,7 +397,7 @@ def _train(
                 ckpt.append_log(out_dir / "log.jsonl", record)
             sums.zero_()
             window.update(rows=0, tokens=0, t=time.perf_counter(), n=0)
-        if evaluator is not None and ((tc.eval_every and step % tc.eval_every == 0) or last):
+        if evaluating:
             t_eval = time.perf_counter()
             metrics = evaluator(model)
             # numba's OpenMP layer (the PNR kernels) shares torch's libgomp and resets its
@@ -382,7 +415,7 @@ def _train(
             )
             bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
             window["t"] += time.perf_counter() - t_eval  # not training throughput
-        if tc.save_every and (step % tc.save_every == 0 or last):
+        if saving:
             if dist.main:
                 ckpt.save(
                     out_dir,
@@ -395,6 +428,7 @@ def _train(
                         "best": best,
                         "world": dist.world,
                         "config": to_toml(cfg),
+                        "data_bytes": _data_bytes(cfg),
                     },
                 )
             dist.barrier()
@@ -420,6 +454,120 @@ def _train(
         best_step=best["step"],
         skipped_groups=batcher.skipped,
     )
+
+
+def _check_finite(diverged: torch.Tensor, cfg: Config, dist: Any) -> None:
+    if dist.world > 1:
+        torch.distributed.all_reduce(diverged, op=torch.distributed.ReduceOp.MAX)
+    step = int(diverged.item())
+    if step:
+        raise RerankError(
+            f"training diverged: the loss or its gradient is not finite at step {step} "
+            f"(train.lr_max = {cfg.train.lr_max:g}); nothing was saved from that step on. "
+            "Lower train.lr_max, or check the training targets"
+        )
+
+
+def _data_bytes(cfg: Config) -> int | None:
+    path = Path(cfg.data.train) if cfg.data.train else None
+    return path.stat().st_size if path is not None and path.is_file() else None
+
+
+# Settings whose change on --resume is allowed but changes the run (warned about).
+_RESUME_KEYS = (
+    ("data", "train"),
+    ("data", "eval"),
+    ("train", "lr_max"),
+    ("train", "lr_min"),
+    ("train", "warmup_steps"),
+    ("train", "power"),
+    ("train", "steps"),
+    ("train", "epochs"),
+    ("train", "grad_accum"),
+    ("train", "seed"),
+)
+
+
+def _changes_since(state: dict, cfg: Config) -> list[str]:
+    """What differs between the checkpoint's run and this one, e.g. ``train.lr_max 3e-05 -> 1e-4``."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    try:
+        old = tomllib.loads(state.get("config") or "")
+    except tomllib.TOMLDecodeError:
+        return []
+    changes = []
+    for section, key in _RESUME_KEYS:
+        if section not in old or key not in old[section]:
+            continue
+        was, now = old[section][key], getattr(getattr(cfg, section), key)
+        if was != now:
+            changes.append(f"{section}.{key} {was!r} -> {now!r}")
+    size = _data_bytes(cfg)
+    saved = state.get("data_bytes")
+    if (
+        saved is not None
+        and size is not None
+        and saved != size
+        and not any(c.startswith("data.train ") for c in changes)
+    ):
+        changes.append(f"data.train changed since the checkpoint ({saved:,} -> {size:,} bytes)")
+    return changes
+
+
+def _remove_outputs(out_dir: Path, before: set[str] | None) -> None:
+    """Remove the outputs a failed run wrote (never a file that was there before it)."""
+    import shutil
+
+    for name in RUN_OUTPUTS:
+        path = out_dir / name
+        if before is not None and name in before:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+    if before is None:
+        with contextlib.suppress(OSError):
+            out_dir.rmdir()  # only when empty: this run created it
+
+
+def prepare_output_dir(out_dir: str | os.PathLike[str], *, resume: bool, overwrite: bool) -> None:
+    """Refuse to train into a directory holding files unless resuming or overwriting.
+
+    ``resume`` continues (or, without a checkpoint, starts over in) the directory;
+    ``overwrite`` removes an earlier run's outputs (:data:`RUN_OUTPUTS`) first, and
+    nothing else. Without either, a directory that exists and is not empty is refused:
+    training into it would replace ``final/`` and ``config.toml`` and mix two runs'
+    ``log.jsonl``. Used by ``rerank train``; library callers (the cycles) manage their
+    own stage directories.
+    """
+    import shutil
+
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise RerankError(f"train.output_dir: {path} is a file; expected a directory")
+    if resume and overwrite:
+        raise RerankError("--resume continues a run and --overwrite starts over: choose one")
+    held = sorted(os.listdir(path)) if path.is_dir() else []
+    if not held or resume:
+        return
+    if not overwrite:
+        shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+        raise RerankError(
+            f"train.output_dir: {path} already holds files ({shown}); choose another "
+            "directory, --resume the run in it, or --overwrite its outputs "
+            f"({', '.join(n for n in RUN_OUTPUTS if not n.startswith('.'))})"
+        )
+    for name in RUN_OUTPUTS:
+        target = path / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
 
 
 def _log_record(step, lr, sums, window, cfg, dist, epoch) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rerank.atomic import check_output
 from rerank.errors import RerankError, input_error
 
 
@@ -115,6 +116,13 @@ def run(args: argparse.Namespace) -> int:
         split_names(args.metrics) if args.metrics is not None else DEFAULT_MEASURES
     )
     label_range = _label_range(args.label_range)
+    inputs = (
+        ("--data", "data"),
+        ("--scores", "scores"),
+        ("--qrels", "qrels"),
+        ("--run", "run_file"),
+    )
+    check_output(args.per_query, {flag: getattr(args, dest, None) for flag, dest in inputs})
     if args.per_query is not None and data.file_format(args.per_query) not in data.TABLE_FORMATS:
         # fail before reading large inputs, not after
         raise input_error(args.per_query, "expected a .tsv, .jsonl or .parquet per-query file")

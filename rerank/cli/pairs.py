@@ -79,8 +79,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    from rerank.atomic import check_output
     from rerank.pairs import build_pairs, read_documents, read_judged, read_queries, write_pairs
 
+    inputs = {"--queries": args.queries, "--corpus": args.corpus}
+    check_output(args.out, {**inputs, "--exclude-judged": args.exclude_judged})
     if args.mode == "sentences":
         return _run_sentences(args)
     if args.mode == "judged":

@@ -135,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
     from rerank.score import rerank_run, score_file
 
     logging.basicConfig(level=logging.WARNING, format="rerank score: %(message)s")
+    from rerank.atomic import check_output
+
+    inputs = (("--data", "data"), ("--run", "run_path"), ("--queries", "queries"))
+    inputs += (("--corpus", "corpus"),)
+    check_output(args.out, {flag: getattr(args, dest, None) for flag, dest in inputs})
     logging.getLogger("rerank.progress").setLevel(logging.INFO)  # lines where no bar shows
     heads = [h.strip() for h in args.heads.split(",") if h.strip()] if args.heads else None
     reranking = [args.run_path, args.queries, args.corpus]

@@ -31,16 +31,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--resume", action="store_true", help="continue from train.output_dir/checkpoint"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a train.output_dir that holds an earlier run: its config.toml, "
+        "log.jsonl, checkpoint/, best/ and final/ are removed first (other files are kept). "
+        "Without --resume or --overwrite, a directory holding files is refused",
+    )
     parser.set_defaults(run=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     from rerank.api import train_config
-    from rerank.train import train
+    from rerank.train import prepare_output_dir, train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = train_config(args.config, args.set, resume=args.resume)
+    prepare_output_dir(cfg.train.output_dir, resume=cfg.train.resume, overwrite=args.overwrite)
     result = train(cfg)
     done = "finished" if result.finished else "stopped"
     best = (
