@@ -24,11 +24,12 @@ from rerank.errors import RerankError, input_error
 __all__ = ["STDIN", "readable", "sniff"]
 
 STDIN = "-"
-_KNOWN = (".tsv", ".jsonl", ".parquet", ".run", ".trec", ".qrels", ".tsv.gz", ".jsonl.gz")
+_KNOWN = (".tsv", ".jsonl", ".parquet", ".csv", ".run", ".trec", ".qrels")
+_KNOWN += tuple(f"{suffix}.gz" for suffix in (".tsv", ".jsonl", ".csv", ".run", ".trec", ".qrels"))
 _EXTENSION = {"parquet": ".parquet", "jsonl": ".jsonl", "tsv": ".tsv", "run": ".run"}
 _EXTENSION["qrels"] = ".qrels"
 # Extensions naming a format we do not read: leave them to the readers' error.
-_OTHER = (".csv", ".json", ".xls", ".xlsx", ".pkl", ".arrow", ".feather", ".ipc", ".npy", ".npz")
+_OTHER = (".json", ".xls", ".xlsx", ".pkl", ".arrow", ".feather", ".ipc", ".npy", ".npz")
 
 
 def sniff(head: bytes) -> str | None:
@@ -60,7 +61,7 @@ def readable(path: str | Path, role: str) -> Iterator[Path]:
     """A path the readers of :mod:`rerank.data` accept, for the file the user named.
 
     ``path`` with a known extension is yielded as it is (and so is one naming a format we
-    do not read, such as ``.csv``, for the readers to refuse). ``-`` reads stdin; other
+    do not read, such as ``.xlsx``, for the readers to refuse). ``-`` reads stdin; other
     paths (``.txt``, no extension, ``.gz`` of a TREC file, ``qrels.robust04``) are
     recognised by content. A
     :class:`RerankError` raised inside the block names ``path`` as given, not the

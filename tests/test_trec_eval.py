@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -250,11 +249,11 @@ def test_files_recognised_by_content(tmp_path, run_name):
     assert report["map"] == pytest.approx(((1 + 2 / 3) / 3 + 0.5) / 3)
 
 
-def test_stdin_run():
-    command = [sys.executable, "-m", "rerank", "evaluate", "--qrels", "-", "--run", "-"]
-    both = subprocess.run(command, input=QRELS, capture_output=True, text=True, cwd=REPO)
-    assert both.returncode == 2
-    assert both.stderr.strip().endswith("only one of the qrels and the run can be read from stdin")
+def test_stdin_for_both_is_refused(capsys):
+    assert main(["evaluate", "--qrels", "-", "--run", "-"]) == 2
+    assert capsys.readouterr().err == (
+        "rerank evaluate: error: only one of the qrels and the run can be read from stdin\n"
+    )
 
 
 def test_stdin_run_in_process(tmp_path, monkeypatch, capsys):
