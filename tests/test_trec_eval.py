@@ -249,6 +249,17 @@ def test_files_recognised_by_content(tmp_path, run_name):
     assert report["map"] == pytest.approx(((1 + 2 / 3) / 3 + 0.5) / 3)
 
 
+def test_run_and_qrels_without_a_common_query(tmp_path, capsys):
+    qrels = write(tmp_path, "q.qrels", QRELS)
+    run = write(tmp_path, "other.run", "q9 Q0 a 1 1.0 m\n")
+    assert main(["evaluate", "--qrels", qrels, "--run", run]) == 2
+    assert capsys.readouterr().err == (
+        "rerank evaluate: error: no query of the run is judged in the qrels (run queries "
+        "'q9' ...; judged queries '1', '2', '3' ...): are they the same collection and id "
+        "scheme?\n"
+    )
+
+
 def test_stdin_for_both_is_refused(capsys):
     assert main(["evaluate", "--qrels", "-", "--run", "-"]) == 2
     assert capsys.readouterr().err == (

@@ -13,7 +13,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="compare runs with a baseline: deltas, paired t-test, randomization test",
         description=(
             "Evaluate each RUN per query on the same judgments and compare each with the "
-            "first: mean difference, 95%% bootstrap interval, paired t-test, paired "
+            "first: mean difference, 95% bootstrap interval, paired t-test, paired "
             "randomization test (fixed seed) and its Holm-corrected p-value across runs. "
             "PNR is compared on per-query concordant/discordant counts."
         ),
@@ -41,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "-c",
         "--complete",
         action="store_true",
-        help="TREC mode: judged queries missing from a run count as zero (trec_eval -c)",
+        help="TREC mode: judged queries missing from a run count as zero (trec_eval -c; "
+        "ir-measures always counts them)",
     )
     parser.add_argument(
         "--pnr-unjudged",

@@ -40,7 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "-c",
         "--complete",
         action="store_true",
-        help="judged queries missing from the run count as zero (trec_eval -c)",
+        help="judged queries missing from the run count as zero (trec_eval -c; "
+        "ir-measures always counts them)",
     )
     trec.add_argument(
         "--pnr-unjudged",

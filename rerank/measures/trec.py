@@ -112,6 +112,14 @@ def evaluate_trec(
     run_ids = run["query_id"].unique(maintain_order=True)
     in_run = run.filter(pl.col("query_id").is_in(judged_ids.implode()))
     missing = judged_ids.filter(~judged_ids.is_in(run_ids.implode()))
+    if in_run.height == 0:
+        sample = ", ".join(repr(q) for q in run_ids.head(3).to_list())
+        judged_sample = ", ".join(repr(q) for q in judged_ids.head(3).to_list())
+        raise input_error(
+            None,
+            f"no query of the run is judged in the qrels (run queries {sample} ...; judged "
+            f"queries {judged_sample} ...): are they the same collection and id scheme?",
+        )
     ranked = in_run.join(qrels, on=["query_id", "doc_id"], how="left", maintain_order="left")
     groups = group_queries(ranked["query_id"])
     if groups.order is not None:
