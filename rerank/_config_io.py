@@ -154,6 +154,10 @@ def _unknown(source: str, name: str, valid: list[str], where: str) -> RerankErro
     full = [prefix + v for v in valid]
     close = difflib.get_close_matches(name, full, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
+    from rerank.config_help import hf_hint  # learning_rate -> train.lr_max, ...
+
+    hf = hf_hint(name, full, where)
+    hint = f" ({hf})" if hf else hint
     kind = "key" if where else "section"
     return RerankError(f"{source}: unknown {kind} '{name}'{hint}; valid: {', '.join(full)}")
 

@@ -29,6 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="KEY=VALUE",
         help="override a cycle key, e.g. cycle.seed=1 or cycle.output_dir=runs/x (repeatable)",
     )
+    from rerank.config_help import add_help_config
+
+    add_help_config(parser, "rerank.rekindle.cycle_config:CycleConfig")
     parser.set_defaults(run=run)
     return parser
 

@@ -30,6 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--resume", action="store_true", help="continue from train.output_dir/checkpoint"
     )
+    from rerank.config_help import add_help_config
+
+    add_help_config(parser, "rerank.rekindle.pretrain:RekindleConfig")
     parser.set_defaults(run=run)
     return parser
 

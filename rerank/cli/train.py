@@ -38,6 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "log.jsonl, checkpoint/, best/ and final/ are removed first (other files are kept). "
         "Without --resume or --overwrite, a directory holding files is refused",
     )
+    from rerank.config_help import add_help_config
+
+    add_help_config(parser, "rerank.config:Config")
     parser.set_defaults(run=run)
     return parser
 
