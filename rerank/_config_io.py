@@ -172,6 +172,8 @@ def from_dict(
 def read_toml(path: str | Path, cls: type[C]) -> C:
     """Read a TOML file into ``cls``; relative paths resolve against the file's directory."""
     path = Path(path)
+    if path.is_dir():
+        raise RerankError(f"{path}: is a directory; expected a TOML config file")
     if not path.is_file():
         raise RerankError(f"{path}: config file does not exist")
     try:

@@ -358,6 +358,7 @@ def _train(
             group["lr"] = lr * group.get("lr_scale", 1.0)
         # Dropout randomness is a function of (seed, step, rank): resume-exact by design.
         torch.manual_seed((tc.seed * 1_000_003 + step) * 64 + dist.rank)
+        finite = torch.ones((), dtype=torch.bool, device=dist.device)
         for micro in range(tc.grad_accum):
             batch = next(batches).to(dist.device)
             sync = micro == tc.grad_accum - 1 or dist.world == 1
@@ -368,8 +369,7 @@ def _train(
             (loss / tc.grad_accum).backward()
             epoch, position = batch.epoch, batch.position + 1
             sums += torch.stack([loss.detach(), *(v.detach() for v in values)]) / tc.grad_accum
-            ok = torch.isfinite(loss.detach())
-            finite = ok if micro == 0 else finite & ok
+            finite = finite & torch.isfinite(loss.detach())
             window["rows"] += batch.n_rows * dist.world
             window["tokens"] += batch.stats["tokens"] * dist.world
         if tc.clip_norm:
@@ -543,10 +543,13 @@ def prepare_output_dir(out_dir: str | os.PathLike[str], *, resume: bool, overwri
     nothing else. Without either, a directory that exists and is not empty is refused:
     training into it would replace ``final/`` and ``config.toml`` and mix two runs'
     ``log.jsonl``. Used by ``rerank train``; library callers (the cycles) manage their
-    own stage directories.
+    own stage directories. Under ``torchrun`` only rank 0 looks (the others would find
+    the files rank 0 is writing).
     """
     import shutil
 
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     path = Path(out_dir)
     if path.exists() and not path.is_dir():
         raise RerankError(f"train.output_dir: {path} is a file; expected a directory")

@@ -219,20 +219,23 @@ def test_non_finite_numbers_in_a_config_file_are_refused(tmp_path):
         apply_overrides(Config(), ["model.heads.score.high=nan"])
 
 
+@pytest.mark.parametrize("grad_accum", [1, 2])
 def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing(
-    setup, capsys, monkeypatch
+    setup, capsys, monkeypatch, grad_accum
 ):
     tmp_path, config = setup
     real = train_module._loss_terms
     calls = {"n": 0}
 
-    def second_step_nan(out, batch, cfg):
+    def nan_in_step_two(out, batch, cfg):  # its first micro-batch only
         calls["n"] += 1
         values = real(out, batch, cfg)
-        return [v * float("nan") for v in values] if calls["n"] >= 2 else values
+        return [v * float("nan") for v in values] if calls["n"] == grad_accum + 1 else values
 
-    monkeypatch.setattr(train_module, "_loss_terms", second_step_nan)
-    assert train_cli(config, "--set", "train.steps=3") == 2
+    monkeypatch.setattr(train_module, "_loss_terms", nan_in_step_two)
+    # no clipping: the loss alone must give it away, in whichever micro-batch it is
+    argv = ["--set", "train.steps=3", "--set", "train.clip_norm=0"]
+    assert train_cli(config, *argv, "--set", f"train.grad_accum={grad_accum}") == 2
     line = one_line_error(capsys, "train")
     assert "training diverged: the loss or its gradient is not finite at step 2" in line
     assert not (tmp_path / "out").exists()  # config.toml and log.jsonl of the run removed
@@ -408,6 +411,11 @@ def test_writes_to_a_read_only_place_are_one_line(read_only, setup, capsys):
     argv = ["pairs", "--queries", str(queries), "--corpus", str(tmp_path / "pairs.tsv")]
     assert main([*argv, "--out", str(read_only / "p.tsv")]) == 2
     assert "Read-only file system" in one_line_error(capsys, "pairs")
+    scores = tmp_path / "scores.tsv"
+    write_table(frame.select("query_id", "doc_id", pl.lit(0.5).alias("score")), scores)
+    argv = ["evaluate", "--data", str(tmp_path / "pairs.tsv"), "--scores", str(scores)]
+    assert main([*argv, "--per-query", str(read_only / "per_query.tsv")]) == 2
+    assert "Read-only file system" in one_line_error(capsys, "evaluate")
 
 
 def test_write_error_maps_what_writers_raise_on_a_full_disk(tmp_path, monkeypatch):
@@ -650,6 +658,9 @@ def test_a_directory_given_as_an_input_file_is_named_so(tmp_path):
         read_queries(folder)
     with pytest.raises(RerankError, match=r"queries\.tsv: not a file"):
         read_pairs(folder)
+    (tmp_path / "conf.toml").mkdir()
+    with pytest.raises(RerankError, match=r"conf\.toml: is a directory; expected a TOML"):
+        from_toml(tmp_path / "conf.toml")
 
 
 def test_a_non_finite_teacher_score_is_refused_at_reading(setup, capsys):
