@@ -224,8 +224,8 @@ def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
     assert again["results"] == report["results"]
 
 
-def test_moegp_cycle_from_dense_and_teacher_with_fusion(tmp_path):
-    """Two experts (MoEGP, a head each) and the dense fusion row, end to end."""
+def test_moegp_cycle_from_dense_and_teacher_two_rounds_with_fusion(tmp_path):
+    """Two experts (MoEGP, a head each), a second round, the dense fusion row, end to end."""
     config = make_cycle(tmp_path, steps=2, pre_steps=2)
     report = run_cycle(
         load_cycle(
@@ -237,6 +237,7 @@ def test_moegp_cycle_from_dense_and_teacher_with_fusion(tmp_path):
                 "cycle.figure_variants=[]",
                 'pretrain.teachers=["dense", "teacher"]',
                 "cycle.fusion=true",
+                "cycle.rounds=2",
             ],
         )
     )
@@ -248,12 +249,19 @@ def test_moegp_cycle_from_dense_and_teacher_with_fusion(tmp_path):
     )
     assert set(student["rerank"]["heads"]) == {"dense", "t1"}
     assert student["rerank"]["primary"] == "dense"  # the first expert's head is fine-tuned
+    # round 2: the round-1 rekindled student is the 'teacher' expert, scored anew
+    round2 = pl.read_parquet(out / "round-2" / "teacher_scores.parquet")
+    assert round2["teacher:dense"].to_list() == store["teacher:dense"].to_list()
+    assert round2["teacher:t1"].to_list() != store["teacher:t1"].to_list()
+    assert "rekindled (round 2)" in report["results"]
+    assert report["models"]["rekindled (round 2)"] != report["models"]["rekindled"]
     fusion = report["fusion"]
-    assert report["final"] == "rekindled + dense" and 0.0 <= fusion["weight"] <= 1.0
+    assert report["final"] == "rekindled (round 2) + dense" and 0.0 <= fusion["weight"] <= 1.0
     chosen = fusion["eval_ndcg@10_by_weight"][f"{fusion['weight']:.1f}"]
     assert chosen == max(fusion["eval_ndcg@10_by_weight"].values())
-    assert report["results"]["rekindled + dense"]["eval"]["ndcg@10"] == pytest.approx(chosen)
-    assert "rekindled" in report["comparisons"]["test"]
+    fused = report["results"]["rekindled (round 2) + dense"]
+    assert fused["eval"]["ndcg@10"] == pytest.approx(chosen)
+    assert {"rekindled", "rekindled (round 2)", "dense"} <= set(report["comparisons"]["test"])
 
 
 def test_cycle_config_errors(tmp_path):
@@ -264,6 +272,8 @@ def test_cycle_config_errors(tmp_path):
         load_cycle(config, ['pretrain.teachers=["teacher", "bm25"]'])
     with pytest.raises(RerankError, match=r"need key .cycle\.dense."):
         load_cycle(config, ["cycle.dense=", "cycle.fusion=true"])
+    with pytest.raises(RerankError, match=r"cycle\.rounds.: expected 1, or more with .teacher."):
+        load_cycle(config, ["cycle.rounds=2", 'pretrain.teachers=["dense"]'])
     with pytest.raises(RerankError, match=r"set either .pairs\.data."):
         load_cycle(config, ["pairs.queries=q.tsv", "pairs.corpus=c.tsv"])
     with pytest.raises(RerankError, match=r"unknown key .cycle\.sed."):

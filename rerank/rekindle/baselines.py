@@ -21,8 +21,10 @@ import polars as pl
 __all__ = [
     "FUSION_WEIGHTS",
     "choose_fusion_weight",
+    "compare_rows",
     "dense_scores_stage",
     "fuse",
+    "fuse_with_dense",
     "paired_rows",
     "per_query",
 ]
@@ -137,4 +139,47 @@ def paired_rows(
             }
             for name, r in (("pnr", pnr), ("ndcg@10", ndcg))
         }
+    return out
+
+
+def fuse_with_dense(
+    cfg: Any,
+    where: Path,
+    row: str,
+    results: dict[str, dict[str, dict[str, float]]],
+    scores: dict[str, dict[str, str]],
+    measures: Sequence[str],
+) -> dict[str, Any]:
+    """Add the row ``<row> + dense`` (the weight chosen on eval) to ``results``/``scores``.
+
+    ``cfg`` is the cycle config; ``scores[row][split]`` and ``scores["dense"][split]`` are
+    the score files of both splits. Returns the chosen weight and the eval curve.
+    """
+    from rerank.data import write_table
+    from rerank.evaluation import evaluate_files
+
+    c = cfg.cycle
+    weight, curve = choose_fusion_weight(c.eval, scores[row]["eval"], scores["dense"]["eval"])
+    name = f"{row} + dense"
+    slug = "".join(ch if ch.isalnum() else "_" for ch in name)
+    results[name], scores[name] = {}, {}
+    for split, split_path in {"eval": c.eval, "test": c.test}.items():
+        path = where / f"{slug}-{split}" / "scores.parquet"
+        write_table(fuse(scores[row][split], scores["dense"][split], weight), path)
+        rep = evaluate_files(split_path, path, measures=list(measures), unmatched="drop")
+        results[name][split] = {k: v for k, v in rep.as_dict().items() if k in measures}
+        scores[name][split] = str(path)
+    return {"row": row, "weight": weight, "eval_ndcg@10_by_weight": curve}
+
+
+def compare_rows(
+    eval_split: str, test_split: str, scores: dict[str, dict[str, str]], final: str, *, seed: int
+) -> dict[str, Any]:
+    """``final`` minus every other row, paired per query, on both splits (95% intervals)."""
+    if final not in scores:
+        return {}
+    out = {}
+    for split, split_path in {"eval": eval_split, "test": test_split}.items():
+        values = {row: per_query(split_path, paths[split]) for row, paths in scores.items()}
+        out[split] = paired_rows(final, values, seed=seed)
     return out

@@ -39,6 +39,7 @@ from typing import Any
 
 from rerank.config import Config, apply_overrides, from_toml
 from rerank.errors import RerankError
+from rerank.rekindle.baselines import compare_rows, fuse_with_dense
 from rerank.rekindle.cycle_config import CycleConfig, load_cycle
 from rerank.rekindle.pretrain import RekindleConfig
 from rerank.rekindle.stages import (
@@ -144,6 +145,12 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
             ),
         )
         models["rekindled" if i == 0 else f"rekindled ({v})"] = model_of(r)
+    # 5b. further rounds: the last round's rekindled student is the next round's teacher
+    for n in range(2, c.rounds + 1):
+        previous = models["rekindled" if n == 2 else f"rekindled (round {n - 1})"]
+        models[f"rekindled (round {n})"] = _round(
+            cfg, out / f"round-{n}", stages, n, base, previous, pairs["path"]
+        )
     same = (
         (
             Path(str(cfg.pretrain.student)).resolve() == Path(str(teacher_init)).resolve()
@@ -203,9 +210,12 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
     # zero-shot), the fused row, and the final model against every other row
     length = (recipe.model.max_length, recipe.model.max_query_length)
     results, scores = _evaluate_all(cfg, out, stages, models, length)
-    fusion = _fusion(cfg, out, stages, results, scores) if c.fusion else None
-    final = "rekindled + dense" if fusion else "rekindled"
-    comparisons = _comparisons(cfg, results, scores, final)
+    last = "rekindled" if c.rounds == 1 else f"rekindled (round {c.rounds})"
+    fusion = None
+    if c.fusion:
+        fusion = fuse_with_dense(cfg, out / "eval", last, results, scores, report_measures(cfg))
+    final = f"{last} + dense" if fusion else last
+    comparisons = compare_rows(cfg.cycle.eval, cfg.cycle.test, scores, final, seed=c.seed)
     references = _references(out, eval_path) if c.figure_proxy == "zero-shot" and eval_path else {}
 
     report = {
@@ -225,6 +235,41 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
     }
     write_report(out, report)
     return report
+
+
+def _round(
+    cfg: CycleConfig,
+    where: Path,
+    stages: Stages,
+    n: int,
+    base: RekindleConfig,
+    teacher: str,
+    pairs: str,
+) -> str:
+    """Round ``n`` of the cycle: score, pre-train and fine-tune again; the new expert's dir.
+
+    The 'teacher' expert is now ``teacher`` (the previous round's rekindled student); the
+    student starts again from the general encoder; only the first variant is run.
+    """
+    store = where / "teacher_scores.parquet"
+    stages.run(
+        f"score[round {n}]",
+        where / "score",
+        lambda: score_stage(cfg, base, teacher, pairs, store),
+    )
+    variant = cfg.cycle.variants[0]
+    pre_dir = where / "pretrain" / slug(variant)
+    rcfg = pretrain_config(cfg, variant, pre_dir / "train", teacher, pairs, store, None)
+    pre = stages.run(
+        f"pretrain[{variant}, round {n}]", pre_dir, lambda: pretrain_stage(rcfg, pre_dir / "train")
+    )
+    ft_dir = where / "finetune" / slug(variant)
+    r = stages.run(
+        f"finetune[{variant}, round {n}]",
+        ft_dir,
+        lambda: train_stage(finetune_config(cfg, ft_dir / "train", pre["final"]), ft_dir / "train"),
+    )
+    return model_of(r)
 
 
 def _recipe_steps(rc: Config) -> int:
@@ -313,51 +358,6 @@ def _evaluate_all(
             scores[name][split] = str(where / "scores.parquet")
         first_name.setdefault(model_dir, name)
     return results, scores
-
-
-def _fusion(
-    cfg: CycleConfig,
-    out: Path,
-    stages: Stages,
-    results: dict[str, dict[str, dict[str, float]]],
-    scores: dict[str, dict[str, str]],
-) -> dict[str, Any]:
-    """The rekindled student fused with the dense expert, the weight chosen on eval."""
-    from rerank.data import write_table
-    from rerank.evaluation import evaluate_files
-    from rerank.rekindle.baselines import choose_fusion_weight, fuse
-
-    c = cfg.cycle
-    weight, curve = choose_fusion_weight(
-        c.eval, scores["rekindled"]["eval"], scores["dense"]["eval"]
-    )
-    name = "rekindled + dense"
-    results[name], scores[name] = {}, {}
-    for split, split_path in {"eval": c.eval, "test": c.test}.items():
-        path = out / "eval" / f"{slug(name)}-{split}" / "scores.parquet"
-        write_table(fuse(scores["rekindled"][split], scores["dense"][split], weight), path)
-        rep = evaluate_files(split_path, path, measures=report_measures(cfg), unmatched="drop")
-        results[name][split] = {k: v for k, v in rep.as_dict().items() if k in report_measures(cfg)}
-        scores[name][split] = str(path)
-    return {"weight": weight, "eval_ndcg@10_by_weight": curve}
-
-
-def _comparisons(
-    cfg: CycleConfig,
-    results: dict[str, Any],
-    scores: dict[str, dict[str, str]],
-    final: str,
-) -> dict[str, Any]:
-    """``final`` minus every other row, paired per query, on both splits (95% intervals)."""
-    from rerank.rekindle.baselines import paired_rows, per_query
-
-    if final not in scores:
-        return {}
-    out = {}
-    for split, split_path in {"eval": cfg.cycle.eval, "test": cfg.cycle.test}.items():
-        values = {row: per_query(split_path, paths[split]) for row, paths in scores.items()}
-        out[split] = paired_rows(final, values, seed=cfg.cycle.seed)
-    return out
 
 
 def _references(out: Path, eval_path: str) -> dict[str, float]:

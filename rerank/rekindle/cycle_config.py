@@ -96,6 +96,13 @@ class CycleSection:
             "z-scores mixed with the weight that is best on the eval split"
         ),
     )
+    rounds: int = field(
+        default=1,
+        metadata=_help(
+            "rekindle rounds: from round 2 on, the last round's rekindled student is the "
+            "'teacher' expert of the next (needs 'teacher' in pretrain.teachers)"
+        ),
+    )
     num_threads: int = field(default=0, metadata=_help("torch CPU threads; 0: automatic"))
     score_batch_size: int = field(default=64, metadata=_help("pairs per scoring batch"))
 
@@ -185,6 +192,11 @@ def _check(cfg: CycleConfig) -> None:
         raise RerankError(
             "cycle config: 'dense' in pretrain.teachers and cycle.fusion need key 'cycle.dense' "
             "(a sentence-embedding model, e.g. 'default')"
+        )
+    if c.rounds < 1 or (c.rounds > 1 and "teacher" not in experts):
+        raise RerankError(
+            "cycle config: key 'cycle.rounds': expected 1, or more with 'teacher' in "
+            f"pretrain.teachers (the expert each round hands on), got {c.rounds}"
         )
     if not c.variants:
         raise RerankError("cycle config: key 'cycle.variants' must name at least one variant")
