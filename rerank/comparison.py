@@ -111,6 +111,7 @@ def compare(
     pnr_unjudged: Literal["skip", "zero"] = "skip",
     unmatched: Literal["error", "drop"] = "error",
     label_range: _data.LabelRange = _data.DEFAULT_LABEL_RANGE,
+    relevance_level: int = 1,
     seed: int = 0,
     n_resamples: int = 10_000,
 ) -> Comparison:
@@ -130,7 +131,7 @@ def compare(
         Measure names (one keyword or the other); default ``pnr, ndcg@10, map, mrr``.
     complete
         TREC mode: judged queries missing from a run count as zero (trec_eval ``-c``).
-    pnr_unjudged, unmatched, label_range
+    pnr_unjudged, unmatched, label_range, relevance_level
         As in :func:`rerank.evaluation.evaluate`.
     seed, n_resamples
         Of the randomization test and the bootstrap (see
@@ -164,6 +165,7 @@ def compare(
     names = evaluation._names(metrics, measures)
     if metrics is None and measures is None:
         names = list(DEFAULT_COMPARE_MEASURES)
+    computed, keys = evaluation._leveled(names, relevance_level)
     judged = (
         evaluation._read_judgments(qrels, label_range)
         if qrels is not None
@@ -174,12 +176,22 @@ def compare(
         scored = evaluation._read_scores(run)
         if qrels is not None:
             report = evaluation._trec(
-                judged, scored, names, True, complete, pnr_unjudged, label_range, read=True
+                judged,
+                scored,
+                computed,
+                True,
+                complete,
+                pnr_unjudged,
+                label_range,
+                read=True,
+                keys=keys,
             )
         else:
             path = data if evaluation._is_path(data) else None
             scores_path = run if evaluation._is_path(run) else None
-            report = evaluation._table(judged, scored, path, scores_path, names, unmatched, True)
+            report = evaluation._table(
+                judged, scored, path, scores_path, computed, unmatched, True, keys=keys
+            )
         tables[name] = report.per_query
     common = set.intersection(*(set(t["query_id"].to_list()) for t in tables.values()))
     if not common:

@@ -103,6 +103,7 @@ def evaluate(
     pnr_unjudged: Literal["skip", "zero"] = "skip",
     unmatched: Literal["error", "drop"] = "error",
     label_range: data.LabelRange = data.DEFAULT_LABEL_RANGE,
+    relevance_level: int = 1,
 ) -> EvaluationReport:
     """Evaluate scores against judgments; files (paths) or polars/pandas frames.
 
@@ -134,6 +135,9 @@ def evaluate(
         Table mode with ``scores``: scored rows without a judgment are an error or dropped.
     label_range
         Inclusive range of the grades; ``None`` accepts any integer.
+    relevance_level
+        Binary measures (AP, RR, P, R) count labels ``>= relevance_level`` as relevant
+        (trec_eval ``-l``), unless a name sets ``rel`` itself; report keys stay the same.
 
     Returns
     -------
@@ -149,33 +153,31 @@ def evaluate(
     >>> dict(evaluate(qrels=qrels, run=run, metrics=["AP", "P_2"]))
     {'map': 0.5, 'p@2': 0.5}
     """
-    names = _names(metrics, measures)
+    names, keys = _leveled(_names(metrics, measures), relevance_level)
     if (qrels is None) != (run is None):
         raise input_error(None, "give both qrels and run (TREC mode)")
     if qrels is not None:
         if frame is not None or scores is not None:
             raise input_error(None, "give either qrels and run, or a frame (and scores): not both")
-        return _trec(qrels, run, names, per_query, complete, pnr_unjudged, label_range)
+        return _trec(qrels, run, names, per_query, complete, pnr_unjudged, label_range, keys=keys)
     if frame is None:
         raise input_error(None, "nothing to evaluate: give a frame, or qrels and run")
     if scores is not None:
         if _is_path(frame) and _is_path(scores):
-            return evaluate_files(
-                frame,
-                scores,
-                measures=names,
-                unmatched=unmatched,
-                label_range=label_range,
-                per_query=per_query,
-            )
+            _check_measure_names(names)
+            with _readable(frame, "judgments") as labeled_path:
+                labeled = data.read_labels(labeled_path, label_range=label_range)
+            with _readable(scores, "scores") as scores_path:
+                scored = data.read_scores(scores_path)
+            return _table(labeled, scored, frame, scores, names, unmatched, per_query, keys=keys)
         labeled = _labels_of(frame, label_range)
         scored = _scores_of(scores)
-        return _table(labeled, scored, None, None, names, unmatched, per_query)
+        return _table(labeled, scored, None, None, names, unmatched, per_query, keys=keys)
     if _is_path(frame):
         with _readable(frame, "table") as path:
             labeled = data.read_labels(path, label_range=label_range)
             scored = data.read_scores(path)
-        return _table(labeled, scored, frame, frame, names, "error", per_query)
+        return _table(labeled, scored, frame, frame, names, "error", per_query, keys=keys)
     table = _frame(frame, "frame", ("query_id", "doc_id", "label", "score"))
     return _table(
         _labels_of(table.drop("score"), label_range),
@@ -185,6 +187,7 @@ def evaluate(
         names,
         "error",
         per_query,
+        keys=keys,
     )
 
 
@@ -196,6 +199,7 @@ def evaluate_files(
     unmatched: Literal["error", "drop"] = "error",
     label_range: data.LabelRange = data.DEFAULT_LABEL_RANGE,
     per_query: bool = False,
+    relevance_level: int = 1,
 ) -> EvaluationReport:
     """Table mode: evaluate the scores in one file against the judged rows of another.
 
@@ -242,11 +246,12 @@ def evaluate_files(
 
     names = list(measures) if measures is not None else list(measures_module.DEFAULT_MEASURES)
     _check_measure_names(names)  # before reading what may be large files
+    names, keys = _leveled(names, relevance_level)
     with _readable(judgments, "judgments") as labeled_path:
         labeled = data.read_labels(labeled_path, label_range=label_range)
     with _readable(scores, "scores") as scores_path:
         scored = data.read_scores(scores_path)
-    return _table(labeled, scored, judgments, scores, names, unmatched, per_query)
+    return _table(labeled, scored, judgments, scores, names, unmatched, per_query, keys=keys)
 
 
 def evaluate_trec_files(
@@ -258,6 +263,7 @@ def evaluate_trec_files(
     pnr_unjudged: Literal["skip", "zero"] = "skip",
     label_range: data.LabelRange = data.DEFAULT_LABEL_RANGE,
     per_query: bool = False,
+    relevance_level: int = 1,
 ) -> EvaluationReport:
     """TREC mode: evaluate a run against qrels with trec_eval's semantics.
 
@@ -278,13 +284,16 @@ def evaluate_trec_files(
 
     names = list(measures) if measures is not None else list(measures_module.DEFAULT_MEASURES)
     _check_measure_names(names)
+    names, keys = _leveled(names, relevance_level)
     if str(qrels) == str(run) == "-":
         raise input_error(None, "only one of the qrels and the run can be read from stdin")
     with _readable(qrels, "qrels") as path:
         labeled = data.read_labels(path, label_range=label_range)
     with _readable(run, "run") as path:
         scored = data.read_scores(path)
-    return _trec(labeled, scored, names, per_query, complete, pnr_unjudged, label_range, read=True)
+    return _trec(
+        labeled, scored, names, per_query, complete, pnr_unjudged, label_range, read=True, keys=keys
+    )
 
 
 def canonical_names(names: Sequence[str]) -> list[str]:
@@ -323,7 +332,7 @@ def _names(metrics, measures) -> list[str]:
     return names
 
 
-def _table(labeled, scored, labeled_path, scores_path, names, unmatched, per_query):
+def _table(labeled, scored, labeled_path, scores_path, names, unmatched, per_query, *, keys=None):
     from rerank import measures as measures_module
 
     try:
@@ -350,14 +359,17 @@ def _table(labeled, scored, labeled_path, scores_path, names, unmatched, per_que
     evaluation = measures_module.evaluate(
         attached.frame, names, per_query=per_query, check_duplicates=False
     )
-    return EvaluationReport(
+    report = EvaluationReport(
         aggregate=dict(evaluation.aggregate),
         counts=attached.counts(),
         per_query=evaluation.per_query if per_query else None,
     )
+    return _renamed(report, keys)
 
 
-def _trec(qrels, run, names, per_query, complete, pnr_unjudged, label_range, *, read=False):
+def _trec(
+    qrels, run, names, per_query, complete, pnr_unjudged, label_range, *, read=False, keys=None
+):
     """TREC mode on paths or frames (``read``: both were read by this module already)."""
     from rerank.measures.trec import evaluate_trec
 
@@ -371,7 +383,32 @@ def _trec(qrels, run, names, per_query, complete, pnr_unjudged, label_range, *, 
         pnr_unjudged=pnr_unjudged,
         per_query=per_query,
     )
-    return EvaluationReport(dict(evaluation.aggregate), counts, evaluation.per_query)
+    return _renamed(
+        EvaluationReport(dict(evaluation.aggregate), counts, evaluation.per_query), keys
+    )
+
+
+def _leveled(names: list[str], level: int) -> tuple[list[str], dict[str, str]]:
+    """Names at relevance level ``level``, and expression -> report key for those renamed."""
+    if isinstance(level, bool) or not isinstance(level, int):
+        raise input_error(None, f"relevance level: expected an integer, got {level!r}")
+    if level == 1:
+        return names, {}
+    from rerank.measures.names import at_relevance_level
+
+    leveled = [at_relevance_level(name, level) for name in names]
+    return leveled, {e: n for e, n in zip(leveled, names, strict=True) if e != n}
+
+
+def _renamed(report: EvaluationReport, keys: dict[str, str] | None) -> EvaluationReport:
+    """The report with measures computed under another expression keyed as asked."""
+    if not keys:
+        return report
+    aggregate = {keys.get(k, k): v for k, v in report.aggregate.items()}
+    table = report.per_query
+    if table is not None:
+        table = table.rename({e: n for e, n in keys.items() if e in table.columns})
+    return EvaluationReport(aggregate, report.counts, table)
 
 
 def _read_judgments(

@@ -374,3 +374,32 @@ def test_package_exports_evaluate_and_compare():
     )
     result = rerank.compare([run, run], qrels=qrels, metrics=["map"], n_resamples=10)
     assert result["run2"]["map"]["delta"] == 0.0
+
+
+def test_relevance_level_like_trec_eval_l(tmp_path, capsys):
+    qrels, run = write(tmp_path, "q.qrels", QRELS), write(tmp_path, "r.run", RUN)
+    args = ["evaluate", "--qrels", qrels, "--run", run, "--json", "--metrics"]
+    assert main([*args, "map,P_2,ndcg@10,pnr", "-l", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = reference(QRELS, RUN, ["AP(rel=2)", "P(rel=2)@2", "nDCG@10"])
+    assert out["map"] == pytest.approx(expected["AP(rel=2)"], abs=1e-12)
+    assert out["p@2"] == pytest.approx(expected["P(rel=2)@2"], abs=1e-12)
+    assert out["ndcg@10"] == pytest.approx(expected["nDCG@10"], abs=1e-12)  # graded: unchanged
+    level_one = evaluate_trec_files(qrels, run, measures=["map"])
+    assert out["map"] != pytest.approx(level_one["map"])
+    result = compare_runs(qrels, run)
+    assert result["copy"]["map"]["mean"] == pytest.approx(expected["AP(rel=2)"], abs=1e-12)
+
+
+def compare_runs(qrels: str, run: str):
+    from rerank.comparison import compare
+
+    copy = Path(run).with_name("copy.run")
+    copy.write_text(Path(run).read_text())
+    return compare(
+        {"base": run, "copy": str(copy)},
+        qrels=qrels,
+        metrics=["map"],
+        relevance_level=2,
+        n_resamples=10,
+    )

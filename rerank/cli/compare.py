@@ -66,6 +66,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="resamples of the randomization test and the bootstrap (default: %(default)s)",
     )
     parser.add_argument(
+        "-l",
+        "--relevance-level",
+        type=int,
+        default=1,
+        metavar="N",
+        help="binary measures count labels >= N as relevant (trec_eval -l; default: %(default)s)",
+    )
+    parser.add_argument(
         "--label-range",
         default="0..4",
         metavar="LOW..HIGH",
@@ -92,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         pnr_unjudged=args.pnr_unjudged,
         unmatched=args.unmatched,
         label_range=_label_range(args.label_range),
+        relevance_level=args.relevance_level,
         seed=args.seed,
         n_resamples=args.resamples,
     )

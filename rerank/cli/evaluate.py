@@ -87,6 +87,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
+        "-l",
+        "--relevance-level",
+        type=int,
+        default=1,
+        metavar="N",
+        help="binary measures (AP, RR, P, R) count labels >= N as relevant (trec_eval -l; "
+        "default: %(default)s)",
+    )
+    parser.add_argument(
         "--label-range",
         default="0..4",
         metavar="LOW..HIGH",
@@ -136,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             pnr_unjudged=args.pnr_unjudged,
             label_range=label_range,
             per_query=args.per_query is not None,
+            relevance_level=args.relevance_level,
         )
     else:
         report = evaluate_files(
@@ -145,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
             unmatched=args.unmatched,
             label_range=label_range,
             per_query=args.per_query is not None,
+            relevance_level=args.relevance_level,
         )
     if args.per_query is not None and report.per_query is not None:
         data.write_table(report.per_query, args.per_query)

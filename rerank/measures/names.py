@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from rerank.errors import input_error
 
-__all__ = ["FastSpec", "Resolved", "resolve"]
+__all__ = ["FastSpec", "Resolved", "at_relevance_level", "resolve"]
 
 # project name -> (ir-measures name, cutoff required?)
 _PROJECT = {
@@ -152,6 +152,27 @@ def _resolve(name: str) -> Resolved:
     else:
         key = name
     return Resolved(key, str(measure), fast)
+
+
+def at_relevance_level(name: str, level: int) -> str:
+    """``name`` with binary relevance at labels ``>= level`` (trec_eval ``-l level``).
+
+    Measures with a relevance threshold (AP, RR, P, R, Rprec, ...) that do not set one get
+    ``rel=level``; nDCG, ERR, PNR and measures that set ``rel`` themselves are unchanged.
+
+    Examples
+    --------
+    >>> at_relevance_level("map", 2), at_relevance_level("P_10", 2), at_relevance_level("ndcg@10", 2)
+    ('AP(rel=2)', 'P(rel=2)@10', 'ndcg@10')
+    """
+    import ir_measures
+
+    if level == 1 or name.strip() in ("pnr", "pnr_macro"):
+        return name
+    measure = ir_measures.parse_measure(resolve(name).expression)
+    if "rel" in measure.SUPPORTED_PARAMS and "rel" not in measure.params:
+        return str(measure(rel=level))
+    return name
 
 
 def _parse(expression: str):
