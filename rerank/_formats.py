@@ -1,4 +1,4 @@
-"""Input files whose extension says nothing: recognise the format by content; ``-`` is stdin.
+"""Inputs of ``rerank evaluate``/``compare``: files recognised by content, stdin, frames.
 
 :mod:`rerank.data` picks a reader by extension (``.tsv``, ``.jsonl``, ``.parquet``,
 ``.run``/``.trec``, ``.qrels``). Judgments and runs often come as ``qrels.txt``, ``run``,
@@ -13,15 +13,33 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import polars as pl
+
+from rerank import data
 from rerank.errors import RerankError, input_error
 
-__all__ = ["STDIN", "readable", "sniff"]
+__all__ = [
+    "STDIN",
+    "frame_of",
+    "is_path",
+    "labels_of",
+    "read_judgments",
+    "read_scores",
+    "readable",
+    "scores_of",
+    "sniff",
+]
+
+PathLike = str | os.PathLike[str]
+LabelRange = tuple[int, int] | None
 
 STDIN = "-"
 _KNOWN = (".tsv", ".jsonl", ".parquet", ".csv", ".run", ".trec", ".qrels")
@@ -121,3 +139,107 @@ def readable(path: str | Path, role: str) -> Iterator[Path]:
             yield target
         except RerankError as err:
             raise RerankError(str(err).replace(str(target), shown)) from None
+
+
+def read_judgments(
+    value: PathLike | Any, label_range: LabelRange, role: str = "judgments"
+) -> pl.DataFrame:
+    """Checked ``query_id, doc_id, label`` from a path (any format) or a polars/pandas frame."""
+    if is_path(value):
+        with readable(value, role) as path:
+            return data.read_labels(path, label_range=label_range)
+    return labels_of(value, label_range)
+
+
+def read_scores(value: PathLike | Any) -> pl.DataFrame:
+    """Checked ``query_id, doc_id, score`` from a path (any format) or a polars/pandas frame."""
+    if is_path(value):
+        with readable(value, "run") as path:
+            return data.read_scores(path)
+    return scores_of(value)
+
+
+def is_path(value: Any) -> bool:
+    import os
+
+    return isinstance(value, (str, os.PathLike))
+
+
+def frame_of(frame: Any, name: str, columns: Sequence[str]) -> pl.DataFrame:
+    """A polars frame from a polars or pandas one, with ``columns`` present."""
+    if isinstance(frame, pl.LazyFrame):
+        frame = frame.collect()
+    if not isinstance(frame, pl.DataFrame):
+        if type(frame).__module__.split(".")[0] == "pandas" and hasattr(frame, "columns"):
+            frame = pl.from_pandas(frame, include_index=False)
+        else:
+            raise input_error(
+                None,
+                f"{name}: expected a path or a polars or pandas DataFrame, "
+                f"got {type(frame).__name__}",
+            )
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise input_error(
+            None,
+            f"{name}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}",
+        )
+    return frame
+
+
+def labels_of(frame: Any, label_range: LabelRange) -> pl.DataFrame:
+    table = frame_of(frame, "judgments", ("query_id", "doc_id", "label"))
+    if not table["label"].dtype.is_integer():
+        raise input_error(
+            None, f"judgments: column 'label': expected integer grades, got {table['label'].dtype}"
+        )
+    table = table.select(
+        pl.col("query_id").cast(pl.String),
+        pl.col("doc_id").cast(pl.String),
+        pl.col("label").cast(pl.Int64),
+    )
+    _check_nulls(table, "judgments")
+    if label_range is not None:
+        low, high = label_range
+        bad = table.filter((pl.col("label") < low) | (pl.col("label") > high))
+        if bad.height:
+            raise input_error(
+                None,
+                f"judgments: column 'label': expected an integer grade in {low}..{high}, "
+                f"got {bad['label'][0]}",
+            )
+    _check_unique(table, "judgments")
+    return table
+
+
+def scores_of(frame: Any) -> pl.DataFrame:
+    table = frame_of(frame, "scores", ("query_id", "doc_id", "score"))
+    if not table["score"].dtype.is_numeric():
+        raise input_error(
+            None, f"scores: column 'score': expected numbers, got {table['score'].dtype}"
+        )
+    table = table.select(
+        pl.col("query_id").cast(pl.String),
+        pl.col("doc_id").cast(pl.String),
+        pl.col("score").cast(pl.Float64),
+    )
+    _check_nulls(table, "scores")
+    if not table["score"].is_finite().all():
+        raise input_error(None, "scores: column 'score': expected finite numbers (no NaN or inf)")
+    _check_unique(table, "scores")
+    return table
+
+
+def _check_nulls(table: pl.DataFrame, name: str) -> None:
+    for column in table.columns:
+        if table[column].null_count():
+            row = int(table[column].is_null().arg_max()) + 1
+            raise input_error(None, f"{name}: row {row}: column '{column}': missing value")
+
+
+def _check_unique(table: pl.DataFrame, name: str) -> None:
+    repeated = ~table.select(pl.struct("query_id", "doc_id").is_first_distinct()).to_series()
+    if repeated.any():
+        row = int(repeated.arg_max())
+        qid, did = table[row, "query_id"], table[row, "doc_id"]
+        raise input_error(None, f"{name}: row {row + 1}: ({qid!r}, {did!r}) appears more than once")

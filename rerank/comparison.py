@@ -152,7 +152,7 @@ def compare(
     >>> c["bm25"]["mrr"]["mean"], c["model"]["mrr"]["delta"]
     (0.75, 0.25)
     """
-    from rerank import evaluation
+    from rerank import _formats, evaluation
     from rerank.measures.significance import (
         holm,
         paired_comparison,
@@ -167,13 +167,13 @@ def compare(
         names = list(DEFAULT_COMPARE_MEASURES)
     computed, keys = evaluation._leveled(names, relevance_level)
     judged = (
-        evaluation._read_judgments(qrels, label_range)
+        _formats.read_judgments(qrels, label_range)
         if qrels is not None
-        else evaluation._read_judgments(data, label_range)
+        else _formats.read_judgments(data, label_range)
     )
     tables = {}
     for name, run in named.items():
-        scored = evaluation._read_scores(run)
+        scored = _formats.read_scores(run)
         if qrels is not None:
             report = evaluation._trec(
                 judged,
@@ -187,8 +187,8 @@ def compare(
                 keys=keys,
             )
         else:
-            path = data if evaluation._is_path(data) else None
-            scores_path = run if evaluation._is_path(run) else None
+            path = data if _formats.is_path(data) else None
+            scores_path = run if _formats.is_path(run) else None
             report = evaluation._table(
                 judged, scored, path, scores_path, computed, unmatched, True, keys=keys
             )

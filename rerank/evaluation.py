@@ -21,14 +21,13 @@ out.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import polars as pl
 
-from rerank import data
+from rerank import _formats, data
 from rerank.errors import RerankError, input_error
 
 __all__ = ["EvaluationReport", "evaluate", "evaluate_files", "evaluate_trec_files"]
@@ -163,25 +162,25 @@ def evaluate(
     if frame is None:
         raise input_error(None, "nothing to evaluate: give a frame, or qrels and run")
     if scores is not None:
-        if _is_path(frame) and _is_path(scores):
+        if _formats.is_path(frame) and _formats.is_path(scores):
             _check_measure_names(names)
-            with _readable(frame, "judgments") as labeled_path:
+            with _formats.readable(frame, "judgments") as labeled_path:
                 labeled = data.read_labels(labeled_path, label_range=label_range)
-            with _readable(scores, "scores") as scores_path:
+            with _formats.readable(scores, "scores") as scores_path:
                 scored = data.read_scores(scores_path)
             return _table(labeled, scored, frame, scores, names, unmatched, per_query, keys=keys)
-        labeled = _labels_of(frame, label_range)
-        scored = _scores_of(scores)
+        labeled = _formats.labels_of(frame, label_range)
+        scored = _formats.scores_of(scores)
         return _table(labeled, scored, None, None, names, unmatched, per_query, keys=keys)
-    if _is_path(frame):
-        with _readable(frame, "table") as path:
+    if _formats.is_path(frame):
+        with _formats.readable(frame, "table") as path:
             labeled = data.read_labels(path, label_range=label_range)
             scored = data.read_scores(path)
         return _table(labeled, scored, frame, frame, names, "error", per_query, keys=keys)
-    table = _frame(frame, "frame", ("query_id", "doc_id", "label", "score"))
+    table = _formats.frame_of(frame, "frame", ("query_id", "doc_id", "label", "score"))
     return _table(
-        _labels_of(table.drop("score"), label_range),
-        _scores_of(table.drop("label")),
+        _formats.labels_of(table.drop("score"), label_range),
+        _formats.scores_of(table.drop("label")),
         None,
         None,
         names,
@@ -247,9 +246,9 @@ def evaluate_files(
     names = list(measures) if measures is not None else list(measures_module.DEFAULT_MEASURES)
     _check_measure_names(names)  # before reading what may be large files
     names, keys = _leveled(names, relevance_level)
-    with _readable(judgments, "judgments") as labeled_path:
+    with _formats.readable(judgments, "judgments") as labeled_path:
         labeled = data.read_labels(labeled_path, label_range=label_range)
-    with _readable(scores, "scores") as scores_path:
+    with _formats.readable(scores, "scores") as scores_path:
         scored = data.read_scores(scores_path)
     return _table(labeled, scored, judgments, scores, names, unmatched, per_query, keys=keys)
 
@@ -287,9 +286,9 @@ def evaluate_trec_files(
     names, keys = _leveled(names, relevance_level)
     if str(qrels) == str(run) == "-":
         raise input_error(None, "only one of the qrels and the run can be read from stdin")
-    with _readable(qrels, "qrels") as path:
+    with _formats.readable(qrels, "qrels") as path:
         labeled = data.read_labels(path, label_range=label_range)
-    with _readable(run, "run") as path:
+    with _formats.readable(run, "run") as path:
         scored = data.read_scores(path)
     return _trec(
         labeled, scored, names, per_query, complete, pnr_unjudged, label_range, read=True, keys=keys
@@ -374,7 +373,7 @@ def _trec(
     from rerank.measures.trec import evaluate_trec
 
     if not read:
-        qrels, run = _read_judgments(qrels, label_range, "qrels"), _read_scores(run)
+        qrels, run = _formats.read_judgments(qrels, label_range, "qrels"), _formats.read_scores(run)
     evaluation, counts = evaluate_trec(
         qrels,
         run,
@@ -409,118 +408,6 @@ def _renamed(report: EvaluationReport, keys: dict[str, str] | None) -> Evaluatio
     if table is not None:
         table = table.rename({e: n for e, n in keys.items() if e in table.columns})
     return EvaluationReport(aggregate, report.counts, table)
-
-
-def _read_judgments(
-    value: data.PathLike | Any, label_range: data.LabelRange, role: str = "judgments"
-) -> pl.DataFrame:
-    """Checked ``query_id, doc_id, label`` from a path (any format) or a polars/pandas frame."""
-    if _is_path(value):
-        with _readable(value, role) as path:
-            return data.read_labels(path, label_range=label_range)
-    return _labels_of(value, label_range)
-
-
-def _read_scores(value: data.PathLike | Any) -> pl.DataFrame:
-    """Checked ``query_id, doc_id, score`` from a path (any format) or a polars/pandas frame."""
-    if _is_path(value):
-        with _readable(value, "run") as path:
-            return data.read_scores(path)
-    return _scores_of(value)
-
-
-def _is_path(value: Any) -> bool:
-    import os
-
-    return isinstance(value, (str, os.PathLike))
-
-
-@contextlib.contextmanager
-def _readable(path: data.PathLike, role: str) -> Iterator[data.PathLike]:
-    from rerank._formats import readable
-
-    with readable(path, role) as usable:
-        yield usable
-
-
-def _frame(frame: Any, name: str, columns: Sequence[str]) -> pl.DataFrame:
-    """A polars frame from a polars or pandas one, with ``columns`` present."""
-    if isinstance(frame, pl.LazyFrame):
-        frame = frame.collect()
-    if not isinstance(frame, pl.DataFrame):
-        if type(frame).__module__.split(".")[0] == "pandas" and hasattr(frame, "columns"):
-            frame = pl.from_pandas(frame, include_index=False)
-        else:
-            raise input_error(
-                None,
-                f"{name}: expected a path or a polars or pandas DataFrame, "
-                f"got {type(frame).__name__}",
-            )
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise input_error(
-            None,
-            f"{name}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}",
-        )
-    return frame
-
-
-def _labels_of(frame: Any, label_range: data.LabelRange) -> pl.DataFrame:
-    table = _frame(frame, "judgments", ("query_id", "doc_id", "label"))
-    if not table["label"].dtype.is_integer():
-        raise input_error(
-            None, f"judgments: column 'label': expected integer grades, got {table['label'].dtype}"
-        )
-    table = table.select(
-        pl.col("query_id").cast(pl.String),
-        pl.col("doc_id").cast(pl.String),
-        pl.col("label").cast(pl.Int64),
-    )
-    _check_nulls(table, "judgments")
-    if label_range is not None:
-        low, high = label_range
-        bad = table.filter((pl.col("label") < low) | (pl.col("label") > high))
-        if bad.height:
-            raise input_error(
-                None,
-                f"judgments: column 'label': expected an integer grade in {low}..{high}, "
-                f"got {bad['label'][0]}",
-            )
-    _check_unique(table, "judgments")
-    return table
-
-
-def _scores_of(frame: Any) -> pl.DataFrame:
-    table = _frame(frame, "scores", ("query_id", "doc_id", "score"))
-    if not table["score"].dtype.is_numeric():
-        raise input_error(
-            None, f"scores: column 'score': expected numbers, got {table['score'].dtype}"
-        )
-    table = table.select(
-        pl.col("query_id").cast(pl.String),
-        pl.col("doc_id").cast(pl.String),
-        pl.col("score").cast(pl.Float64),
-    )
-    _check_nulls(table, "scores")
-    if not table["score"].is_finite().all():
-        raise input_error(None, "scores: column 'score': expected finite numbers (no NaN or inf)")
-    _check_unique(table, "scores")
-    return table
-
-
-def _check_nulls(table: pl.DataFrame, name: str) -> None:
-    for column in table.columns:
-        if table[column].null_count():
-            row = int(table[column].is_null().arg_max()) + 1
-            raise input_error(None, f"{name}: row {row}: column '{column}': missing value")
-
-
-def _check_unique(table: pl.DataFrame, name: str) -> None:
-    repeated = ~table.select(pl.struct("query_id", "doc_id").is_first_distinct()).to_series()
-    if repeated.any():
-        row = int(repeated.arg_max())
-        qid, did = table[row, "query_id"], table[row, "doc_id"]
-        raise input_error(None, f"{name}: row {row + 1}: ({qid!r}, {did!r}) appears more than once")
 
 
 def _check_measure_names(names: Sequence[str]) -> None:
