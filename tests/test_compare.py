@@ -143,6 +143,9 @@ def test_cli_json_shape_and_values(tmp_path, capsys):
     assert better["p_randomization"] == pytest.approx(2 / 16, abs=0.05)
     mixed = out["runs"][runs[2]]["mrr"]
     assert mixed["delta"] == pytest.approx(0.25)
+    # per-query RR: baseline 1/2 everywhere; mixed ranks the relevant first in queries 1, 3
+    expected = stats.ttest_rel([1.0, 0.5, 1.0, 0.5], [0.5, 0.5, 0.5, 0.5]).pvalue
+    assert mixed["p_ttest"] == pytest.approx(expected, rel=1e-9)
     p = [out["runs"][r]["mrr"]["p_randomization"] for r in runs[1:]]
     assert [out["runs"][r]["mrr"]["p_holm"] for r in runs[1:]] == pytest.approx(holm(p))
     # same seed, same output
