@@ -1,10 +1,12 @@
-"""Evaluation: PNR and ir-measures on one scored, labelled table, reported together.
+"""Evaluation: PNR and IR measures on one scored, labelled table, reported together.
 
 :func:`evaluate` takes a frame with ``query_id, doc_id, label, score`` and a list of
 measure names. ``pnr`` and ``pnr_macro`` come from the numba kernels in
-:mod:`rerank.measures.pnr`; every other name goes to ir-measures through
-:mod:`rerank.measures.ir`. The results are merged so that PNR reads like any other
-measure (STYLE.md habit 5).
+:mod:`rerank.measures.pnr`; nDCG, AP, RR, P, R and ERR from those of
+:mod:`rerank.measures.common` (trec_eval's conventions, the values of ir-measures); every
+other name goes to ir-measures through :mod:`rerank.measures.ir`. The results are merged so
+that PNR reads like any other measure (STYLE.md habit 5). TREC qrels and a run, where most
+retrieved documents are unjudged, are evaluated by :mod:`rerank.measures.trec`.
 """
 
 from __future__ import annotations
@@ -121,8 +123,9 @@ def evaluate(
     measures
         Names: ``pnr`` (micro: total concordant / total discordant), ``pnr_macro`` (mean
         per-query ratio over queries with a discordant pair), and any name accepted by
-        :func:`rerank.measures.ir.parse_measure` (``ndcg@10``, ``map``, ``mrr``,
-        ``err@20``, ``p@10``, ``recall@100``, ``nDCG@10``, ``AP(rel=2)``, ...).
+        :func:`rerank.measures.names.resolve` (``ndcg@10``, ``map``, ``mrr``, ``err@20``,
+        ``p@10``, ``recall@100``, ``nDCG@10``, ``AP(rel=2)``, ``ndcg_cut_10``, ...). The
+        keys of the result are the names as given.
     per_query
         Also return a per-query table.
     check_duplicates
