@@ -9,12 +9,21 @@ the loss. ``rerank train`` and ``rerank cycle`` log at INFO, so the lines appear
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-__all__ = ["EVERY_S", "ProgressLog", "format_duration", "stderr_is_terminal"]
+__all__ = [
+    "EVERY_S",
+    "ProgressLog",
+    "format_duration",
+    "plot_training_log",
+    "stderr_is_terminal",
+]
 
 #: Seconds between two progress lines.
 EVERY_S = 30.0
@@ -121,3 +130,55 @@ class ProgressLog:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+def plot_training_log(log_path: str | os.PathLike[str], png_path: str | os.PathLike[str]) -> bool:
+    """Plot ``log.jsonl`` (loss per logged step, each objective term, eval measures) as a PNG.
+
+    Written atomically beside the log by the training loop at the end of a run
+    (``loss.png``). Returns whether there was anything to plot.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rerank.atomic import atomic_path
+
+    steps: list[dict[str, Any]] = []
+    evals: list[tuple[int, dict[str, float]]] = []
+    for line in Path(log_path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if "eval" in record:
+            evals.append((record["step"], record["eval"]))
+        elif "loss" in record:
+            steps.append(record)
+    if not steps:
+        return False
+    terms = [k for k in steps[0] if k.startswith("loss/")]
+    panels = 2 if evals else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 3.6), squeeze=False)
+    ax = axes[0][0]
+    xs = [r["step"] for r in steps]
+    ax.plot(xs, [r["loss"] for r in steps], label="loss", linewidth=1.5)
+    if len(terms) > 1:
+        for term in terms:
+            ax.plot(xs, [r.get(term) for r in steps], label=term[5:], linewidth=0.8)
+    ax.set_xlabel("step")
+    ax.set_title("training loss")
+    ax.legend(fontsize=7)
+    if evals:
+        ax = axes[0][1]
+        names = list(evals[0][1])
+        for name in names:
+            ax.plot([s for s, _ in evals], [m.get(name) for _, m in evals], marker="o", label=name)
+        ax.set_xlabel("step")
+        ax.set_title("evaluation")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return True

@@ -65,14 +65,22 @@ from rerank.config import Config, to_toml, validate, write_config
 from rerank.errors import RerankError
 from rerank.losses import LOSSES
 from rerank.model_card import training_facts
-from rerank.progress import ProgressLog, stderr_is_terminal
+from rerank.progress import ProgressLog, plot_training_log, stderr_is_terminal
 
 log = logging.getLogger(__name__)
 
 __all__ = ["RUN_OUTPUTS", "TrainResult", "lr_at", "prepare_output_dir", "train"]
 
 # What a run writes under train.output_dir (checkpoint.py adds .checkpoint.old).
-RUN_OUTPUTS = ("config.toml", "log.jsonl", "checkpoint", ".checkpoint.old", "best", "final")
+RUN_OUTPUTS = (
+    "config.toml",
+    "log.jsonl",
+    "loss.png",
+    "checkpoint",
+    ".checkpoint.old",
+    "best",
+    "final",
+)
 
 
 @dataclass
@@ -439,6 +447,11 @@ def _train(
         final_dir = out_dir / "final"
         model.card_facts.update(step=step, total_steps=total, eval=metrics)
         model.save_pretrained(final_dir)
+    if dist.main:  # loss.png beside log.jsonl: the loss curve and the eval measures
+        try:
+            plot_training_log(out_dir / "log.jsonl", out_dir / "loss.png")
+        except (OSError, ValueError, RuntimeError) as err:  # the run itself succeeded
+            log.warning("%s: could not plot the training log: %s", out_dir / "loss.png", err)
     dist.barrier()
     best_dir = out_dir / "best" if best["step"] is not None else None
     return TrainResult(

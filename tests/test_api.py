@@ -134,11 +134,11 @@ def test_bad_pairs_are_one_line_errors(ranker, pairs, message):
 def test_bad_arguments(tiny_model_dir, ranker, tmp_path):
     # an untrained encoder with fewer positions than the default 256 still loads
     assert rerank.Reranker.from_pretrained(tiny_model_dir, device="cpu").score([("q", "d")]).size
-    with pytest.raises(RerankError, match="unknown backend 'onnx'; available: auto, torch"):
-        rerank.Reranker.from_pretrained(tiny_model_dir, backend="onnx")
+    with pytest.raises(RerankError, match="unknown backend 'nope'; available: auto, torch"):
+        rerank.Reranker.from_pretrained(tiny_model_dir, backend="nope")
     with pytest.raises(RerankError, match="no such model directory"):
         rerank.Reranker.from_pretrained(tmp_path / "missing")
-    with pytest.raises(RerankError, match="precision: expected fp32, bf16 or auto"):
+    with pytest.raises(RerankError, match="precision: expected fp32, bf16.* or auto, got 'fp16'"):
         rerank.Reranker.from_pretrained(tiny_model_dir, precision="fp16")
     with pytest.raises(RerankError, match="top_k"):
         ranker.rank("q", ["a"], top_k=0)

@@ -58,6 +58,24 @@ def test_training_logs_progress_lines_without_a_bar(tmp_path, tiny_model_dir, ca
     assert lines[0].startswith("step 1/3 (33%), loss ")
     assert lines[-1].startswith("step 3/3 (100%), loss ") and "pairs_per_s" in lines[-1]
     assert "steps/s" in lines[-1] and "ETA" in lines[-1]
+    # and the loss curve beside log.jsonl
+    assert (tmp_path / "out" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_loss_plot_has_an_eval_panel(tmp_path):
+    from rerank.progress import plot_training_log
+
+    log = tmp_path / "log.jsonl"
+    log.write_text(
+        '{"step": 1, "loss": 1.0, "loss/0:hinge": 1.0}\n'
+        '{"step": 2, "loss": 0.5, "loss/0:hinge": 0.5}\n'
+        '{"step": 2, "eval": {"pnr": 1.5}, "best": true}\n'
+    )
+    assert plot_training_log(log, tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+    (tmp_path / "empty.jsonl").write_text("")
+    assert not plot_training_log(tmp_path / "empty.jsonl", tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_scoring_logs_progress_lines_in_a_log_file(tmp_path, tiny_model_dir, caplog):
