@@ -154,11 +154,11 @@ BAD_INPUTS = [
     ),
     ("empty.tsv", "", None, "empty.tsv: empty file: expected a header and data rows"),
     (
-        "eval.csv",
+        "eval.xlsx",
         LABELED,
         None,
-        "eval.csv: unknown file extension; supported: .tsv, .jsonl, "
-        ".parquet, .tsv.gz, .jsonl.gz, .run, .trec, .qrels",
+        "eval.xlsx: unknown file extension; supported: .tsv, .jsonl, "
+        ".parquet, .csv, .tsv.gz, .jsonl.gz, .csv.gz, .run, .trec, .qrels",
     ),
     (
         None,
