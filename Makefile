@@ -24,10 +24,16 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/rerank cycle --config data/cranfield/cycle.toml
 
-test: $(STAMP)
+# The inference extras (ONNX Runtime, OpenVINO, NNCF) so that the backend tests run too.
+INFER_STAMP := $(VENV)/.installed-inference
+$(INFER_STAMP): $(STAMP) requirements-inference.lock
+	$(BIN)/pip install -q torch==2.13.0 -r requirements-inference.lock
+	touch $(INFER_STAMP)
+
+test: $(INFER_STAMP)
 	$(BIN)/python -m pytest -q
 
-test-all: $(STAMP)
+test-all: $(INFER_STAMP)
 	$(BIN)/python -m pytest -q -m ""
 
 BENCH_STAMP := $(VENV)/.installed-bench

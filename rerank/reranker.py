@@ -21,8 +21,9 @@ from rerank.precision import DEFAULT_PRECISION
 
 __all__ = ["BACKENDS", "Reranker"]
 
-#: Inference backends that exist; ``"auto"`` picks the first.
-BACKENDS = ("torch",)
+#: Inference backends; ``"auto"`` picks what the directory holds
+#: (:func:`rerank.backends.resolve_backend`).
+BACKENDS = ("torch", "onnx", "openvino")
 
 _DOCUMENT_ALIASES = ("document", "text", "passage", "doc")
 
@@ -49,8 +50,10 @@ class Reranker:
         backend: str = "torch",
         max_length: int | None = None,
         max_query_length: int | None = None,
+        encoder: Any = None,
     ) -> None:
-        self.model = model
+        self.model = model  # a RerankModel, or an exported graph (rerank.backends)
+        self.encoder = encoder  # the PairEncoder of an exported graph
         self.precision = precision
         self.backend = backend
         self.max_length = max_length
@@ -67,6 +70,7 @@ class Reranker:
         device: str | None = None,
         max_length: int | None = None,
         max_query_length: int | None = None,
+        threads: int | None = None,
     ) -> Reranker:
         """Load a saved model directory (``rerank train`` output, or any HF cross-encoder).
 
@@ -76,16 +80,21 @@ class Reranker:
             A local model directory; ``"default"`` is the bundled all-MiniLM-L6-v2 encoder
             (its ranking head is untrained: fine-tune it first).
         backend
-            ``"auto"`` or ``"torch"`` (the one backend today; see :data:`BACKENDS`).
+            ``"torch"``, ``"onnx"``, ``"openvino"`` (the graphs ``rerank export`` writes;
+            optional extras) or ``"auto"``: what the directory holds, as ``rerank score
+            --backend auto`` (:func:`rerank.backends.resolve_backend`).
         precision
             ``"fp32"``, ``"bf16"`` (encoder in bf16, heads in fp32) or ``"auto"``: bf16
             where the device computes it natively, else fp32. The same default as
             ``rerank score --precision`` (:data:`rerank.precision.DEFAULT_PRECISION`).
+            ``"int8"``: the int8 graph of an export.
         device
             ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None``: CUDA when available.
         max_length, max_query_length
             Truncation (tokens per pair, tokens of the query); ``None``: the lengths the
             model was trained with, else 256 (at most the model's positions) and 64.
+        threads
+            CPU threads of an exported graph (``None``: the physical cores).
 
         Returns
         -------
@@ -95,8 +104,8 @@ class Reranker:
             raise RerankError(
                 f"backend: unknown backend {backend!r}; available: auto, {', '.join(BACKENDS)}"
             )
-        if precision not in ("auto", "fp32", "bf16"):
-            raise RerankError(f"precision: expected fp32, bf16 or auto, got {precision!r}")
+        if precision not in ("auto", "fp32", "bf16", "int8"):
+            raise RerankError(f"precision: expected fp32, bf16, int8 or auto, got {precision!r}")
         from rerank.cli.score import resolve_model_dir
         from rerank.precision import resolve_precision
         from rerank.score import _check_max_length, _device, load_scoring_model
@@ -108,6 +117,25 @@ class Reranker:
             dev = _device(device)
         except RuntimeError as err:
             raise RerankError(f"device: {str(err).splitlines()[0]}") from None
+        from rerank.backends import resolve_backend
+
+        kind = resolve_backend(resolved, backend, precision=precision, device=device)
+        if kind != "torch":
+            from rerank.backends import check_primary_score, load_runner, pair_encoder
+
+            check_primary_score(resolved, None)
+            encoder = pair_encoder(
+                resolved, max_length=max_length, max_first_length=max_query_length, clip=True
+            )
+            runner = load_runner(resolved, kind, precision=precision, threads=threads)
+            return cls(
+                runner,
+                precision=runner.precision,
+                backend=kind,
+                max_length=encoder.max_length,
+                max_query_length=max_query_length,
+                encoder=encoder,
+            )
         model = load_scoring_model(resolved, device=dev)
         if max_length is None and "max_length" not in model.input_lengths:
             positions = getattr(model.encoder.config, "max_position_embeddings", None) or 0
@@ -128,6 +156,8 @@ class Reranker:
     @property
     def device(self) -> str:
         """The device the model runs on, e.g. ``"cpu"``."""
+        if self.encoder is not None:  # an exported graph
+            return "cpu"
         return str(next(self.model.parameters()).device)
 
     def __repr__(self) -> str:
@@ -173,6 +203,15 @@ class Reranker:
         frame = pair_frame(pairs)
         if frame.height == 0:
             return np.empty(0, dtype=np.float32)
+        if self.encoder is not None:  # an exported graph: the same core, its forward
+            from rerank.inference import exported_forward, score_texts
+            from rerank.streaming import progress_bar
+
+            with progress_bar(frame.height, progress) as bar:
+                forward = exported_forward(self.model)
+                return score_texts(forward, self.encoder, frame, batch_size=batch_size, bar=bar)[
+                    :, 0
+                ]
         return score_frame(
             self.model,
             frame,

@@ -252,6 +252,8 @@ class ScoreSummary:
     device: str
     world_size: int = 1
     rank: int = 0
+    backend: str = "torch"
+    threads: int = 0
 
     @property
     def pairs_per_second(self) -> float:
@@ -296,6 +298,8 @@ def score_file(
     precision: Precision = DEFAULT_PRECISION,
     device: str | None = None,
     progress: bool | None = None,
+    backend: str = "auto",
+    threads: int | None = None,
 ) -> ScoreSummary:
     """Score a pairs table with a saved model and write the scores, streaming.
 
@@ -328,6 +332,12 @@ def score_file(
         ``cpu``, ``cuda``, ``cuda:1``...; ``None``: CUDA when available (``LOCAL_RANK``).
     progress
         Progress bar with pairs/s and ETA on stderr (``None``: only on a terminal).
+    backend
+        ``torch``, ``onnx``, ``openvino`` (an export of ``rerank export``) or ``auto``:
+        what the directory holds (:func:`rerank.backends.resolve_backend`). ``precision``
+        may also be ``int8`` there (the int8 export).
+    threads
+        CPU threads (``None``: torch's default, the physical cores); reported.
 
     Notes
     -----
@@ -346,6 +356,29 @@ def score_file(
     check_output(out_path, {"--data": data_path})
     lazy, source = scan_pairs(data_path)
     dev = _device(device)
+    from rerank.backends import resolve_backend
+
+    kind = resolve_backend(model_dir, backend, precision=precision, device=device)
+    if kind != "torch":  # an exported graph: the same streaming, another forward
+        from rerank.inference import score_exported_file
+
+        return score_exported_file(
+            model_dir,
+            lazy,
+            source,
+            out_path,
+            fmt=fmt,
+            backend=kind,
+            precision=precision,
+            threads=threads,
+            heads=heads,
+            batch_size=batch_size,
+            max_length=max_length,
+            max_first_length=max_first_length,
+            max_tokens=max_tokens,
+            chunk_rows=chunk_rows,
+            progress=progress,
+        )
     model = load_scoring_model(model_dir, device=dev)
     names = _check_heads(model, heads)
     prec = resolve_precision(precision, dev)
@@ -377,7 +410,9 @@ def score_file(
         )
 
     t0 = time.perf_counter()
-    with _eval_mode(model):
+    from rerank.inference import torch_threads
+
+    with _eval_mode(model), torch_threads(threads):
         shards = stream_scores(
             lazy,
             source,
@@ -389,7 +424,10 @@ def score_file(
             progress=progress,
         )
     seconds = time.perf_counter() - t0
-    return ScoreSummary(shards.rows, seconds, prec, str(dev), shards.world, shards.rank)
+    threads_used = threads or torch.get_num_threads()
+    return ScoreSummary(
+        shards.rows, seconds, prec, str(dev), shards.world, shards.rank, "torch", threads_used
+    )
 
 
 def rerank_run(

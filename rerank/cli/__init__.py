@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "compare": "rerank.cli.compare",
     "cycle": "rerank.cli.cycle",
     "evaluate": "rerank.cli.evaluate",
+    "export": "rerank.cli.export",
     "fuse": "rerank.cli.fuse",
     "glue": "rerank.cli.glue",
     "pairs": "rerank.cli.pairs",

@@ -93,11 +93,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "auto"),
+        choices=("fp32", "bf16", "int8", "auto"),
         default="auto",  # rerank.precision.DEFAULT_PRECISION (no torch import here)
         help="bf16: encoder in bf16, heads in fp32; auto: bf16 where the hardware computes "
-        "it natively, else fp32 "
+        "it natively, else fp32; int8: the int8 graph of an export (--backend onnx/openvino) "
         "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx", "openvino"),
+        default="auto",
+        help="onnx/openvino: the graphs of `rerank export` (pip install "
+        "rerank-rekindle[onnx] / [openvino]); auto: on CPU the first of openvino, onnx, torch "
+        "that the directory holds and this install runs; torch on a GPU (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: torch's default, the physical cores)",
     )
     parser.add_argument(
         "--heads",
@@ -168,23 +182,31 @@ def run(args: argparse.Namespace) -> int:
             raise RerankError(
                 "--max-query-length: a bi-encoder truncates each text at --max-length"
             )
+        if args.backend not in ("auto", "torch") or args.precision == "int8":
+            raise RerankError("--backend/--precision int8: a bi-encoder scores with torch only")
         file_scorer, model = dense.score_file, args.model
     else:
         options.update(heads=heads, max_first_length=args.max_query_length)
+        options.update(backend=args.backend, threads=args.threads)
         file_scorer, model = score_file, resolve_model_dir(args.model)
     if args.data:
         scorer, sources = file_scorer, (args.data,)
     else:
         scorer = functools.partial(rerank_run, depth=args.depth, scorer=file_scorer)
         sources = (args.run_path, args.queries, args.corpus)
+    if args.threads is not None and args.threads < 1:
+        raise RerankError(f"--threads: expected a positive integer, got {args.threads}")
     summary = scorer(model, *sources, args.out, **options)
+    backend = getattr(summary, "backend", "torch")
+    threads = getattr(summary, "threads", 0)
     if summary.rank != 0:
         return 0
     print(
         f"scored {summary.rows:,} pairs in {summary.seconds:.1f}s "
         f"({summary.pairs_per_second:,.1f} pairs/s, "
         + ("bi-encoder, " if bi_encoder else "")
-        + f"{summary.precision} on {summary.device}"
+        + f"{backend} {summary.precision} on {summary.device}"
+        + (f", {threads} thread{'s' if threads > 1 else ''}" if threads else "")
         + (f" x{summary.world_size} ranks" if summary.world_size > 1 else "")
         + f") -> {args.out}",
         file=sys.stderr,
