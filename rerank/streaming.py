@@ -48,7 +48,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ("query_id", "doc_id", "query", "title", "summary")
-_INPUTS = (".parquet", ".tsv", ".jsonl", ".tsv.gz", ".jsonl.gz")
+_INPUTS = (".parquet", ".tsv", ".jsonl", ".csv", ".tsv.gz", ".jsonl.gz", ".csv.gz")
 _OUTPUTS = {
     ".tsv": "tsv",
     ".parquet": "parquet",
@@ -59,14 +59,14 @@ _OUTPUTS = {
 
 
 def scan_pairs(path: str | os.PathLike[str]) -> tuple[pl.LazyFrame, Source]:
-    """A lazy scan of a pairs table (``.parquet``, ``.tsv``, ``.jsonl``; ``.tsv.gz``,
-    ``.jsonl.gz``) with its columns checked.
+    """A lazy scan of a pairs table (``.parquet``, ``.tsv``, ``.jsonl``, ``.csv``; ``.tsv.gz``,
+    ``.jsonl.gz``, ``.csv.gz``) with its columns checked.
 
     Reads as :func:`rerank.data.read_pairs` does (a TSV as untyped strings, no quoting).
     """
     if not str(path).lower().endswith(_INPUTS):
         raise input_error(
-            path, "unknown input format; use .parquet, .tsv or .jsonl (.tsv.gz, .jsonl.gz)"
+            path, "unknown input format; use .parquet, .tsv, .jsonl or .csv (also .gz)"
         )
     source = Source.of(path, "pairs")
     found = files.columns(source)  # no such file, empty file, unreadable header

@@ -238,3 +238,20 @@ def test_score_reranks_a_trec_run_end_to_end(trec, ranking_dir, capsys):
     err = capsys.readouterr().err
     assert "bm25.run: 3 doc_id(s) of the run are not in the corpus; the first is 'c'" in err
     assert not (trec / "bad.run").exists()
+
+
+def test_score_streams_csv_and_csv_gz(tmp_path, ranking_dir):
+    from rerank.score import score_file
+
+    (tmp_path / "pairs.csv").write_text(
+        'query_id,doc_id,query,title,summary\n1,2,"flow, heat",,"a, b"\n1,3,"flow, heat",x,y\n'
+    )
+    (tmp_path / "pairs.csv.gz").write_bytes(gzip.compress((tmp_path / "pairs.csv").read_bytes()))
+    read_pairs(tmp_path / "pairs.csv").write_parquet(tmp_path / "pairs.parquet")
+    for name in ("pairs.csv", "pairs.csv.gz", "pairs.parquet"):
+        score_file(ranking_dir, tmp_path / name, tmp_path / f"{name}.tsv", precision="fp32")
+    expected = read_scores(tmp_path / "pairs.parquet.tsv")
+    assert expected["doc_id"].to_list() == ["2", "3"]
+    for name in ("pairs.csv", "pairs.csv.gz"):
+        got = read_scores(tmp_path / f"{name}.tsv")
+        np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-5, atol=1e-6)

@@ -41,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--data",
         metavar="FILE",
-        help="pairs table: .parquet, .tsv or .jsonl (.gz too); or give --run, --queries, --corpus",
+        help="pairs table: .parquet, .tsv, .jsonl or .csv (.gz too); or give --run, --queries, "
+        "--corpus",
     )
     parser.add_argument(
         "--run",
