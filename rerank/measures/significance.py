@@ -93,7 +93,9 @@ def paired_comparison(
     seed
         Seeds the randomization test and the bootstrap: the same seed, the same result.
     n_resamples
-        Resamples of each procedure.
+        Resamples of each procedure. The work grows with ``n_resamples x queries``:
+        hundreds of queries take milliseconds; 100k queries about 14 s of CPU with the
+        default 10,000 (measured on the project's 2-core machine).
 
     Returns
     -------
