@@ -258,10 +258,11 @@ class Reranker:
         """
         if not isinstance(query, str):
             raise input_error(None, f"query: expected a string, got {type(query).__name__}")
-        if isinstance(documents, str) or not isinstance(documents, Sequence):
+        if isinstance(documents, (str, bytes, dict)) or not hasattr(documents, "__iter__"):
             raise input_error(
                 None, f"documents: expected a list of texts, got {type(documents).__name__}"
             )
+        documents = list(documents)  # a pandas Series, a numpy array, a generator...
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
             raise RerankError(f"top_k: expected a positive integer or None, got {top_k!r}")
         pairs = []
@@ -305,12 +306,13 @@ def pair_frame(pairs: Any) -> pl.DataFrame:
         from rerank.data import as_polars
 
         return _frame_texts(as_polars(pairs, "pairs"))
-    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+    if isinstance(pairs, (str, bytes, dict)) or not hasattr(pairs, "__iter__"):
         raise input_error(
             None,
             "pairs: expected a list of (query, document) tuples or a polars/pandas "
             f"DataFrame, got {type(pairs).__name__}",
         )
+    pairs = [tuple(p) if isinstance(p, np.ndarray) else p for p in pairs]  # numpy rows too
     width = None
     rows = []
     for i, pair in enumerate(pairs):

@@ -112,6 +112,17 @@ def test_rank_sorts_best_first(ranker):
     assert top == [{"corpus_id": ranked[0]["corpus_id"], "score": ranked[0]["score"]}]
 
 
+def test_score_and_rank_take_any_iterable(ranker):
+    docs = pd.Series([r[4] for r in ROWS])
+    listed = ranker.rank("flow of heat", docs.tolist())
+    assert ranker.rank("flow of heat", docs) == listed
+    assert ranker.rank("flow of heat", np.array(docs.tolist())) == listed
+    pairs = [("flow of heat", d) for d in docs]
+    expected = ranker.score(pairs)
+    np.testing.assert_allclose(ranker.score(iter(pairs)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ranker.score(np.array(pairs)), expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("pairs", "message"),
     [
@@ -138,7 +149,7 @@ def test_bad_arguments(tiny_model_dir, ranker, tmp_path):
         rerank.Reranker.from_pretrained(tiny_model_dir, backend="nope")
     with pytest.raises(RerankError, match="no such model directory"):
         rerank.Reranker.from_pretrained(tmp_path / "missing")
-    with pytest.raises(RerankError, match="precision: expected fp32, bf16.* or auto, got 'fp16'"):
+    with pytest.raises(RerankError, match=r"precision: expected fp32, bf16.* or auto, got 'fp16'"):
         rerank.Reranker.from_pretrained(tiny_model_dir, precision="fp16")
     with pytest.raises(RerankError, match="top_k"):
         ranker.rank("q", ["a"], top_k=0)
