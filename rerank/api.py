@@ -76,7 +76,9 @@ def load_config(config: Any, overrides: Overrides = None, *, cls: type[C]) -> C:
     return apply_overrides(cfg, _override_lines(overrides))
 
 
-def train(config: Any, overrides: Overrides = None, *, resume: bool = False) -> Any:
+def train(
+    config: Any, overrides: Overrides = None, *, resume: bool = False, overwrite: bool = False
+) -> Any:
     """Train as ``config`` says (``rerank train``) and return what happened.
 
     Parameters
@@ -88,6 +90,9 @@ def train(config: Any, overrides: Overrides = None, *, resume: bool = False) -> 
         ``["train.lr_max=3e-5", ...]`` (as ``--set``) or ``{"train.lr_max": 3e-5}``.
     resume
         Continue from ``train.output_dir/checkpoint`` (``--resume``).
+    overwrite
+        Start over in a ``train.output_dir`` holding an earlier run (``--overwrite``);
+        without it or ``resume``, a directory that holds files is refused.
 
     Returns
     -------
@@ -102,9 +107,12 @@ def train(config: Any, overrides: Overrides = None, *, resume: bool = False) -> 
     ...                       {"train.steps": 10, "train.output_dir": "runs/try"})  # doctest: +SKIP
     >>> ranker = rerank.Reranker.from_pretrained(result.final_dir)  # doctest: +SKIP
     """
+    from rerank.train import prepare_output_dir
     from rerank.train import train as _train
 
-    return _train(train_config(config, overrides, resume=resume))
+    cfg = train_config(config, overrides, resume=resume)
+    prepare_output_dir(cfg.train.output_dir, resume=cfg.train.resume, overwrite=overwrite)
+    return _train(cfg)
 
 
 def train_config(config: Any, overrides: Overrides = None, *, resume: bool = False) -> Any:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rerank.errors import RerankError, input_error
 
-__all__ = ["atomic_path", "check_output", "write_error"]
+__all__ = ["atomic_path", "check_output", "check_output_dir", "write_error"]
 
 # errno values of a write the user can fix (space, permissions, a path that is not a
 # directory or is one); anything else is a bug and keeps its traceback.
@@ -57,6 +57,8 @@ def atomic_path(path: str | os.PathLike[str], *, is_dir: bool = False) -> Iterat
     'hello'
     """
     final = Path(path)
+    if is_dir and final.exists() and not final.is_dir():
+        raise input_error(final, "exists and is not a directory; choose a new directory name")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         if is_dir:
@@ -136,6 +138,26 @@ def _disk_full(path: Path) -> bool:
             except OSError:
                 return False
     return False
+
+
+def check_output_dir(path: str | os.PathLike[str], *, marker: str, what: str) -> None:
+    """Refuse an output directory that :func:`atomic_path` would replace with user files in it.
+
+    ``path`` may be absent, empty, or an earlier output of the same kind (it holds the
+    file ``marker``); anything else would be deleted whole when the new output is renamed
+    into place.
+    """
+    out = Path(path)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise input_error(path, "exists and is not a directory; choose a new directory name")
+    if any(out.iterdir()) and not (out / marker).exists():
+        raise input_error(
+            path,
+            f"holds files that are not {what} (no {marker}), which writing here would "
+            "delete; choose a new directory",
+        )
 
 
 def check_output(

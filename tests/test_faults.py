@@ -137,6 +137,17 @@ def test_train_refuses_a_directory_holding_files_unless_resume_or_overwrite(setu
     assert steps == [1, 2]  # one run's log, not two runs' appended
 
 
+def test_the_python_api_refuses_alike(setup):
+    import rerank
+
+    _, config = setup
+    assert train_cli(config) == 0
+    with pytest.raises(RerankError, match=r"already holds files"):
+        rerank.train(str(config))
+    with pytest.raises(RerankError, match=r"already holds files"):
+        rerank.train(str(config), {"train.steps": 1})
+
+
 def test_train_into_an_empty_or_new_directory_is_fine(setup):
     tmp_path, config = setup
     (tmp_path / "empty").mkdir()
@@ -186,6 +197,42 @@ def test_score_evaluate_and_pairs_refuse_to_overwrite_their_input(tmp_path, caps
     assert main(argv) == 2
     assert "is also the input --corpus" in one_line_error(capsys, "pairs")
     assert data.read_bytes() == original and scores.is_file()
+
+
+def test_vocab_outputs_never_replace_an_input_or_a_users_directory(
+    tmp_path, tiny_model_dir, capsys
+):
+    corpus = tmp_path / "corpus.tsv"
+    write_table(pairs_frame(), corpus)
+    original = corpus.read_bytes()
+    train = ["vocab", "train", "--corpus", str(corpus), "--size", "30", "--model"]
+    assert main([*train, str(tiny_model_dir), "--out", str(corpus)]) == 2
+    assert "is also the input --corpus" in one_line_error(capsys, "vocab")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    assert main([*train, str(tiny_model_dir), "--out", str(home)]) == 2
+    assert "holds files that are not a vocabulary" in one_line_error(capsys, "vocab")
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    extend = ["vocab", "extend", "--pieces", str(tmp_path / "pieces"), "--model", str(model)]
+    assert main([*extend, "--out", str(model)]) == 2
+    assert "is also the input --model" in one_line_error(capsys, "vocab")
+    assert main([*extend, "--out", str(home)]) == 2
+    assert "holds files that are not a model directory" in one_line_error(capsys, "vocab")
+    assert main([*extend, "--out", str(corpus)]) == 2
+    assert "exists and is not a directory" in one_line_error(capsys, "vocab")
+    assert corpus.read_bytes() == original and (home / "notes.txt").read_text() == "mine"
+    assert listing(model) == listing(tiny_model_dir)
+
+
+def test_a_directory_output_never_replaces_a_file(tmp_path):
+    keep = tmp_path / "model"
+    keep.write_text("a file")
+    with pytest.raises(RerankError, match="exists and is not a directory"):
+        with atomic_path(keep, is_dir=True):
+            pass
+    assert keep.read_text() == "a file"
 
 
 # -- 3, 6. non-finite numbers ----------------------------------------------------------------
@@ -397,8 +444,12 @@ def test_training_onto_a_full_disk_leaves_nothing(full_disk, setup, capsys):
     assert no_temporaries(where) == []
 
 
-def test_writes_to_a_read_only_place_are_one_line(read_only, setup, capsys):
+def test_writes_to_a_read_only_place_are_one_line(read_only, setup, ranker, capsys):
     tmp_path, config = setup
+    data = tmp_path / "pairs.tsv"
+    argv = ["score", "--model", str(ranker), "--data", str(data), "--out", str(read_only / "s.tsv")]
+    assert main(argv) == 2
+    assert "s.tsv: cannot write here: Read-only file system" in one_line_error(capsys, "score")
     frame = pairs_frame()
     with pytest.raises(RerankError, match="cannot write here: Read-only file system"):
         write_table(frame, read_only / "pairs.tsv")
@@ -543,6 +594,20 @@ def test_resume_with_other_data_lr_or_steps_warns_naming_the_change(setup, caplo
     caplog.clear()
     train_module.train(run_config(config, *again, more))
     assert "resuming with" not in caplog.text  # the same settings: no warning
+
+
+def test_a_changed_data_file_under_the_same_name_is_warned_about(setup):
+    from rerank.config import to_toml
+
+    tmp_path, config = setup
+    cfg = run_config(config)
+    size = (tmp_path / "train.parquet").stat().st_size
+    same = {"config": to_toml(cfg), "data_bytes": size}
+    assert train_module._changes_since(same, cfg) == []
+    changed = {"config": to_toml(cfg), "data_bytes": size + 10}
+    assert train_module._changes_since(changed, cfg) == [
+        f"data.train changed since the checkpoint ({size + 10:,} -> {size:,} bytes)"
+    ]
 
 
 # -- 12. control characters from a file are escaped ------------------------------------------

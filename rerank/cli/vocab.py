@@ -92,9 +92,15 @@ def _say(message: str) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from rerank.atomic import check_output, check_output_dir
     from rerank.cli.score import resolve_model_dir
     from rerank.vocab import coverage_table, train_vocabulary
 
+    for flag in ("corpus", "eval"):
+        for path in getattr(args, flag):
+            check_output(args.out, {f"--{flag}": path})
+    check_output(args.out, {"--model": args.model})
+    check_output_dir(args.out, marker="pieces.json", what="a vocabulary ('rerank vocab train')")
     pieces = train_vocabulary(
         args.corpus,
         args.out,
@@ -111,10 +117,15 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_extend(args: argparse.Namespace) -> int:
+    from rerank.atomic import check_output, check_output_dir
     from rerank.cli.score import resolve_model_dir
     from rerank.vocab import extend_model, read_corpus, scratch_model
     from rerank.vocab.scratch import ScratchSpec
 
+    check_output(args.out, {"--pieces": args.pieces, "--model": args.model})
+    for path in args.eval:
+        check_output(args.out, {"--eval": path})
+    check_output_dir(args.out, marker="config.json", what="a model directory")
     if args.from_scratch:
         if args.model:
             raise RerankError("--from-scratch builds a new model: drop --model or --from-scratch")
