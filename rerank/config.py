@@ -184,6 +184,13 @@ class TrainConfig:
     num_threads: int = field(default=0, metadata=_help("torch CPU threads; 0: automatic"))
     deterministic: bool = field(default=True, metadata=_help("deterministic torch algorithms"))
     progress: bool = field(default=True, metadata=_help("show a progress bar"))
+    report_to: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "experiment trackers: 'tensorboard' logs loss, learning rate and eval measures "
+            "under output_dir/tensorboard (needs the tensorboard package)"
+        ),
+    )
 
 
 @dataclass

@@ -19,7 +19,9 @@ from typing import Any
 
 __all__ = [
     "EVERY_S",
+    "TRACKERS",
     "ProgressLog",
+    "Tracker",
     "format_duration",
     "plot_training_log",
     "stderr_is_terminal",
@@ -182,3 +184,47 @@ def plot_training_log(log_path: str | os.PathLike[str], png_path: str | os.PathL
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return True
+
+
+#: Experiment trackers ``train.report_to`` may name.
+TRACKERS = ("tensorboard",)
+
+
+class Tracker:
+    """Scalars to the experiment trackers of ``train.report_to`` (TensorBoard).
+
+    ``tensorboard`` writes event files under ``<output_dir>/tensorboard`` (``tensorboard
+    --logdir <output_dir>/tensorboard``): ``train/loss``, each objective term, ``train/lr``,
+    the throughput, and ``eval/<measure>`` at every evaluation. It needs the
+    ``tensorboard`` package; without it the run stops at once with a one-line error.
+    """
+
+    def __init__(self, names: list[str], out_dir: str | os.PathLike[str], *, enabled: bool):
+        from rerank.errors import RerankError
+
+        unknown = [n for n in names if n not in TRACKERS]
+        if unknown:
+            raise RerankError(
+                f"train.report_to: unknown tracker {unknown[0]!r}; available: {', '.join(TRACKERS)}"
+            )
+        self.writers: list[Any] = []
+        if enabled and "tensorboard" in names:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise RerankError(
+                    "train.report_to: 'tensorboard' needs the tensorboard package "
+                    "(pip install tensorboard)"
+                ) from None
+            self.writers.append(SummaryWriter(str(Path(out_dir) / "tensorboard")))
+
+    def scalars(self, prefix: str, values: dict[str, Any], step: int) -> None:
+        """Log every number of ``values`` as ``<prefix>/<name>`` at ``step``."""
+        for writer in self.writers:
+            for name, value in values.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    writer.add_scalar(f"{prefix}/{name}", value, step)
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()

@@ -65,7 +65,7 @@ from rerank.config import Config, to_toml, validate, write_config
 from rerank.errors import RerankError
 from rerank.losses import LOSSES
 from rerank.model_card import training_facts
-from rerank.progress import ProgressLog, plot_training_log, stderr_is_terminal
+from rerank.progress import ProgressLog, Tracker, plot_training_log, stderr_is_terminal
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ RUN_OUTPUTS = (
     "config.toml",
     "log.jsonl",
     "loss.png",
+    "tensorboard",
     "checkpoint",
     ".checkpoint.old",
     "best",
@@ -343,6 +344,7 @@ def _train(
     shown = dist.main and tc.progress and stderr_is_terminal()
     bar = tqdm(total=total, initial=step, unit="step", disable=not shown, dynamic_ncols=True)
     lines = ProgressLog(total, start=step, logger=log) if dist.main and not shown else None
+    tracker = Tracker(tc.report_to, out_dir, enabled=dist.main)  # train.report_to
     batches = batcher.iter_from(epoch, position)
     window = {"rows": 0, "tokens": 0, "t": time.perf_counter(), "n": 0}
     sums = torch.zeros(len(cfg.objective) + 1, device=dist.device)  # .item() only when logging
@@ -401,6 +403,7 @@ def _train(
             bar.set_postfix(loss=f"{record['loss']:.4f}", pairs_s=f"{record['pairs_per_s']:.1f}")
             if lines is not None:
                 lines.report(step, loss=record["loss"], pairs_per_s=record["pairs_per_s"])
+            tracker.scalars("train", {k: v for k, v in record.items() if k != "step"}, step)
             if dist.main:
                 ckpt.append_log(out_dir / "log.jsonl", record)
             sums.zero_()
@@ -421,6 +424,7 @@ def _train(
             ckpt.append_log(
                 out_dir / "log.jsonl", {"step": step, "eval": metrics, "best": improved}
             )
+            tracker.scalars("eval", metrics, step)
             bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
             window["t"] += time.perf_counter() - t_eval  # not training throughput
         if saving:
@@ -441,6 +445,7 @@ def _train(
                 )
             dist.barrier()
     bar.close()
+    tracker.close()
     finished = step >= total
     final_dir = None
     if finished and dist.main:

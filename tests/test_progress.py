@@ -87,3 +87,48 @@ def test_scoring_logs_progress_lines_in_a_log_file(tmp_path, tiny_model_dir, cap
     )  # under pytest stderr is not a terminal
     lines = [r.getMessage() for r in caplog.records if r.name == "rerank.progress"]
     assert lines and lines[-1].startswith("scoring: pair 16/16 (100%)")
+
+
+def test_report_to_tensorboard_writes_event_files(tmp_path, tiny_model_dir):
+    import pytest
+
+    pytest.importorskip("tensorboard")
+    result = rerank.train(
+        {
+            "model": {"path": str(tiny_model_dir), "max_length": 32},
+            "data": {"train": str(pairs(tmp_path)), "eval": str(tmp_path / "train.parquet")},
+            "train": {"output_dir": str(tmp_path / "out"), "steps": 2, "bf16": False},
+        },
+        [
+            "train.progress=false",
+            "train.num_threads=1",
+            "train.log_every=1",
+            'train.report_to=["tensorboard"]',
+            "data.list_size=4",
+        ],
+    )
+    events = list((result.output_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "eval/pnr"} <= set(tags)
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
+
+
+def test_report_to_unknown_tracker_is_one_line(tmp_path, tiny_model_dir):
+    import pytest
+
+    from rerank.errors import RerankError
+
+    with pytest.raises(RerankError, match="unknown tracker 'wandb'; available: tensorboard"):
+        rerank.train(
+            {
+                "model": {"path": str(tiny_model_dir), "max_length": 32},
+                "data": {"train": str(pairs(tmp_path))},
+                "train": {"output_dir": str(tmp_path / "out"), "steps": 1, "bf16": False},
+            },
+            ['train.report_to=["wandb"]', "train.progress=false"],
+        )
