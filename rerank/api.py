@@ -163,5 +163,7 @@ class CallableTrainModule(types.ModuleType):
     public function is the module's ``__call__``.
     """
 
-    def __call__(self, config: Any, overrides: Overrides = None, *, resume: bool = False) -> Any:
-        return train(config, overrides, resume=resume)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``rerank.train(config, overrides=None, *, resume=False, overwrite=False)``:
+        :func:`rerank.api.train`."""
+        return train(*args, **kwargs)

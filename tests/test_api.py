@@ -62,6 +62,8 @@ def test_train_is_the_module_and_the_function():
     assert module.TrainResult.__name__ == "TrainResult"
     with pytest.raises(RerankError, match="config: expected a TOML path"):
         rerank.train(42)
+    with pytest.raises(RerankError, match="config: expected a TOML path"):
+        rerank.train(42, None, resume=False, overwrite=True)  # every keyword of api.train
 
 
 def test_one_precision_default_for_cli_and_api():
