@@ -20,6 +20,14 @@ about 200 tokens a pair). The machine may be shared: the measurements are interl
 load average before and after; pairs per CPU-second of this process (``time.process_time``,
 all threads) is shown next to wall-clock pairs/s as a figure less sensitive to other jobs.
 
+``--backends``: the inference backends instead (``benchmarks/backends_bench.py``): the model
+is exported once (``rerank.export``: ONNX fp32 + dynamic int8, OpenVINO fp32 + static int8
+calibrated on the first 300 eval pairs), then every ``rerank`` backend (torch, onnx,
+openvino; fp32/bf16/int8) and every sentence-transformers ``CrossEncoder`` backend
+(torch, onnx, onnx int8, openvino, openvino int8, loading the same export) scores the same
+pairs, interleaved, best of ``--repeats``; with the PNR of each on those pairs, FLOPs per
+pair at the measured lengths and the fraction of the CPU's fp32 peak each reaches.
+
 Quality: PNR of the whole test split scored in bf16 against fp32 (relative difference;
 the target is within 0.5%). The model is ``--model``, else the first trained Cranfield
 checkpoint found under ``runs/``, else all-MiniLM-L6-v2 with a fresh (random) head.
@@ -100,6 +108,19 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--skip-pnr", action="store_true", help="speed only")
     ap.add_argument("--skip-speed", action="store_true", help="bf16-vs-fp32 PNR only")
+    ap.add_argument(
+        "--backends",
+        action="store_true",
+        help="instead: every rerank backend against every sentence-transformers backend "
+        "(torch, onnx, onnx int8, openvino, openvino int8), with PNR and the roofline",
+    )
+    ap.add_argument(
+        "--flops-per-cycle",
+        type=float,
+        default=32.0,
+        help="fp32 FLOPs a core retires per cycle at best, for the roofline (default 32: two "
+        "256-bit FMA pipes, as AMD Zen 4 and most AVX2/AVX-512 Xeons)",
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-score-"))
@@ -110,6 +131,11 @@ def main() -> None:
     print(
         f"Command: `.venv/bin/python benchmarks/score.py {' '.join(sys.argv[1:])}`".rstrip() + "\n"
     )
+    if args.backends:
+        from backends_bench import backends
+
+        backends(args, model_dir, model_name, test, ours, tmp)
+        return
     if not args.skip_speed:
         speed(args, model_dir, model_name, test, ours, opts, tmp)
     if not args.skip_pnr:

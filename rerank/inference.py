@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,15 @@ import polars as pl
 
 from rerank.errors import RerankError
 
-__all__ = ["exported_forward", "score_exported_file", "score_texts", "torch_threads"]
+__all__ = [
+    "exported_forward",
+    "run_batches",
+    "score_encoded",
+    "score_exported_file",
+    "score_texts",
+    "torch_forward",
+    "torch_threads",
+]
 
 Forward = Callable[[dict[str, Any]], Any]
 
@@ -54,24 +62,104 @@ def score_texts(
     bar
         A progress bar advanced by the pairs of each batch, or ``None``.
     """
-    from rerank.score import plan_batches
-
-    n = texts.height
-    out = np.empty((n, n_outputs), dtype=np.float32)
-    if n == 0:
-        return out
+    if texts.height == 0:
+        return np.empty((0, n_outputs), dtype=np.float32)
     encoded = encoder.encode(
         texts.get_column("query").to_list(),
         list(zip(texts["title"].to_list(), texts["summary"].to_list(), strict=True)),
     )
-    for index in plan_batches(encoded.lengths(), batch_size=batch_size, max_tokens=max_tokens):
-        scores = forward(encoder.collate(encoded.select(index)))
+    return score_encoded(
+        forward,
+        encoder,
+        encoded,
+        n_outputs=n_outputs,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        bar=bar,
+    )
+
+
+def score_encoded(
+    forward: Forward,
+    encoder: Any,
+    encoded: Any,
+    *,
+    n_outputs: int = 1,
+    batch_size: int = 64,
+    max_tokens: int | None = None,
+    bar: Any = None,
+) -> np.ndarray:
+    """:func:`run_batches` over already tokenized inputs (:class:`rerank.encoding.Encoded`),
+    in length-sorted batches padded to their longest input."""
+    from rerank.score import plan_batches
+
+    plan = plan_batches(encoded.lengths(), batch_size=batch_size, max_tokens=max_tokens)
+    batches = ((index, encoder.collate(encoded.select(index))) for index in plan)
+    return run_batches(forward, batches, len(encoded), n_outputs=n_outputs, bar=bar)
+
+
+def run_batches(
+    forward: Forward,
+    batches: Iterable[tuple[np.ndarray, dict[str, Any]]],
+    n: int,
+    *,
+    n_outputs: int = 1,
+    bar: Any = None,
+) -> np.ndarray:
+    """The core loop: ``forward`` over ``(rows, batch)`` pairs into ``[n, n_outputs]`` float32.
+
+    ``rows`` are the indices (into the ``n`` outputs) of the inputs in ``batch``; rows not
+    named by any batch stay uninitialised. Every scorer of the package comes here: ``rerank
+    score`` / :func:`rerank.score.score_frame` (and so the rekindle teacher scoring and
+    stage evaluations), the training loop's evaluation and GLUE prediction.
+    """
+    out = np.empty((n, n_outputs), dtype=np.float32)
+    for rows, batch in batches:
+        scores = forward(batch)
         if hasattr(scores, "detach"):
             scores = scores.detach().float().cpu().numpy()
-        out[index] = np.asarray(scores, dtype=np.float32).reshape(len(index), n_outputs)
+        out[rows] = np.asarray(scores, dtype=np.float32).reshape(len(rows), n_outputs)
         if bar is not None:
-            bar.update(len(index))
+            bar.update(len(rows))
     return out
+
+
+@contextlib.contextmanager
+def torch_forward(
+    model: Any, heads: Sequence[str], precision: str, *, width: int = 1
+) -> Iterator[Forward]:
+    """``forward(batch) -> [b, len(heads) * width]`` of a :class:`rerank.model.RerankModel`.
+
+    The one precision policy (:func:`rerank.precision.inference_precision`: ``bf16`` runs
+    the encoder in bf16 and the pooler and heads in fp32; ``fp32``), in eval mode under
+    ``torch.inference_mode`` (the train/eval mode is restored on leaving). ``width``: the
+    outputs of a classification head (``heads`` then has one name).
+    """
+    import torch
+
+    from rerank.precision import inference_precision
+
+    device = next(model.parameters()).device
+    heads = tuple(heads)
+
+    def forward(batch: dict[str, Any]) -> torch.Tensor:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        result = model(**batch, heads=heads)
+        columns = []
+        for head in heads:
+            scores = result[head]
+            if width == 1 and scores.dim() != 1:
+                raise RerankError(f"head '{head}' gives {scores.shape[-1]} outputs, not a score")
+            columns.append(scores.float().reshape(len(scores), -1))
+        return torch.cat(columns, dim=1)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), inference_precision(model, precision):
+            yield forward
+    finally:
+        model.train(was_training)
 
 
 def exported_forward(runner: Callable[[dict[str, np.ndarray]], np.ndarray]) -> Forward:
