@@ -141,9 +141,14 @@ def torch_forward(
 
     device = next(model.parameters()).device
     heads = tuple(heads)
+    # pinned host memory makes the copy to a GPU asynchronous (it overlaps the tokenizing
+    # and padding of the next batch); on a CPU the batch is used as it is
+    pin = device.type == "cuda"
 
     def forward(batch: dict[str, Any]) -> torch.Tensor:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        batch = {
+            k: (v.pin_memory() if pin else v).to(device, non_blocking=pin) for k, v in batch.items()
+        }
         result = model(**batch, heads=heads)
         columns = []
         for head in heads:

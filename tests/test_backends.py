@@ -274,6 +274,41 @@ def test_crossencoder_loads_the_export(backend, request, torch_scores):
     np.testing.assert_allclose(got, torch_scores, atol=1e-3 if backend == "openvino" else 1e-5)
 
 
+def _torchrun(model_dir: Path, pairs_file: Path, out: Path, *extra: str) -> str:
+    import os
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+    cmd += ["2", "-m", "rerank", "score", "--model", str(model_dir), "--data", str(pairs_file)]
+    cmd += ["--out", str(out), "--chunk-rows", "2", "--precision", "fp32", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "x2 ranks" in done.stderr
+    return done.stderr
+
+
+def test_torchrun_two_ranks_with_an_exported_graph(onnx_dir, pairs_file, torch_scores, tmp_path):
+    out = tmp_path / "scores.parquet"
+    err = _torchrun(onnx_dir, pairs_file, out, "--backend", "onnx", "--threads", "1")
+    assert "onnx fp32 on cpu" in err
+    got = pl.read_parquet(out)
+    assert got["doc_id"].to_list() == PAIRS["doc_id"].to_list()
+    assert_scores_close(got["score"].to_numpy().astype(np.float32), torch_scores, **BACKEND_TOL)
+
+
+@pytest.mark.gpu
+def test_torchrun_two_gpus_merge_in_input_order(ckpt, pairs_file, torch_scores, tmp_path):
+    """Several GPUs through the same torchrun sharding (each rank on cuda:LOCAL_RANK)."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("fewer than 2 CUDA devices")
+    out = tmp_path / "scores.parquet"
+    assert "on cuda" in _torchrun(ckpt, pairs_file, out)
+    got = pl.read_parquet(out)
+    assert got["doc_id"].to_list() == PAIRS["doc_id"].to_list()
+    np.testing.assert_allclose(got["score"].to_numpy(), torch_scores, atol=1e-4)
+
+
 @pytest.mark.gpu
 def test_gpu_scores_match_cpu_within_bf16(ckpt, pairs_file, torch_scores, tmp_path):
     """The CUDA path of ``rerank score`` (bf16 where supported) against CPU fp32."""
