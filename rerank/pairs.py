@@ -439,6 +439,7 @@ def _read_table(
     if not p.is_file():
         raise input_error(path, "is a directory, not a file" if p.is_dir() else "no such file")
     stem = name[:-3] if name.endswith(".gz") else name
+    raw: bytes | None = None
     try:
         if stem.endswith(".parquet"):
             return pl.read_parquet(p), 0
@@ -458,9 +459,23 @@ def _read_table(
     except RerankError:
         raise
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        _locate_bad_utf8(path, raw)  # polars says only "invalid utf-8 sequence"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise input_error(path, f"cannot read {stem.rsplit('.', 1)[-1]}: {first}") from None
     raise input_error(path, "unknown format; use .tsv, .csv, .jsonl or .parquet (optionally .gz)")
+
+
+def _locate_bad_utf8(path: str | os.PathLike[str], raw: bytes | None) -> None:
+    """Raise a located error if raw is not UTF-8 (only on the error path: it decodes all)."""
+    if raw is None:
+        return
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        line = raw[: bad.start].count(b"\n") + 1
+        raise input_error(
+            path, f"expected UTF-8 text, got byte {raw[bad.start]:#04x}", row=line
+        ) from None
 
 
 def _read_tsv(

@@ -743,3 +743,14 @@ def test_a_non_finite_teacher_score_is_refused_at_reading(setup, capsys):
     assert train_cli(config, *argv, "--set", "objective.0.target=teacher:t1") == 2
     line = one_line_error(capsys, "train")
     assert "rekindle.tsv:7: column 'teacher:t1': expected a finite number, got nan" in line
+
+
+def test_non_utf8_bytes_in_a_pairs_input_are_located(tmp_path):
+    queries = tmp_path / "q.tsv"
+    queries.write_bytes(b"query_id\tquery\nq1\tok\nq2\tbad \xff here\n")
+    with pytest.raises(RerankError, match=r"q\.tsv:3: expected UTF-8 text, got byte 0xff"):
+        read_queries(queries)
+    docs = tmp_path / "d.jsonl"
+    docs.write_bytes(b'{"doc_id": "d1", "summary": "a"}\n{"doc_id": "d2", "summary": "\xfe"}\n')
+    with pytest.raises(RerankError, match=r"d\.jsonl:2: expected UTF-8 text, got byte 0xfe"):
+        read_documents(docs)
