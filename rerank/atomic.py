@@ -15,6 +15,7 @@ import errno
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -59,12 +60,16 @@ def atomic_path(path: str | os.PathLike[str], *, is_dir: bool = False) -> Iterat
     final = Path(path)
     if is_dir and final.exists() and not final.is_dir():
         raise input_error(final, "exists and is not a directory; choose a new directory name")
+    # the temporary's name says whose it is, so that one left by a killed run (kill -9)
+    # is removed by the next run writing the same output
+    prefix = f".{final.name}.{socket.gethostname()}-{os.getpid()}."
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(final)
         if is_dir:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=final.parent))
         else:
-            fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=final.parent)
             os.close(fd)
             tmp = Path(name)
     except OSError as err:
@@ -97,6 +102,40 @@ def atomic_path(path: str | os.PathLike[str], *, is_dir: bool = False) -> Iterat
         if mapped is not None:
             raise mapped from None
         raise
+
+
+def remove_stale_temporaries(final: Path) -> list[Path]:
+    """Remove temporaries of ``final`` left by runs of this host that no longer exist."""
+    removed = []
+    head = f".{final.name}."
+    for tmp in final.parent.glob(f"{glob_escape(head)}*.tmp"):
+        owner = tmp.name[len(head) : -len(".tmp")].rpartition(".")[0]  # host-pid
+        host, _, pid = owner.rpartition("-")
+        if host and pid.isdigit() and not process_alive(host, int(pid)):
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def process_alive(host: str, pid: int) -> bool:
+    """Whether process ``pid`` of ``host`` may still run (another host's: assumed so)."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists (owned by another user)
+    return True
+
+
+def glob_escape(name: str) -> str:
+    """``name`` as a glob pattern matching itself."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def write_error(path: str | os.PathLike[str], err: BaseException) -> RerankError | None:

@@ -28,7 +28,7 @@ import polars as pl
 
 from rerank import _data_io as files
 from rerank._data_io import Source
-from rerank.atomic import atomic_path, write_error
+from rerank.atomic import atomic_path, glob_escape, process_alive, write_error
 from rerank.data import write_trec_run
 from rerank.errors import RerankError, input_error
 
@@ -188,23 +188,12 @@ def remove_stale_parts(out: Path) -> list[Path]:
     return removed
 
 
-def glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
-
-
 def _owner_alive(owner: Path) -> bool:
     try:
         host, pid = owner.read_text().split()
-        if host != socket.gethostname():
-            return True
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # the process exists, owned by another user
+        return process_alive(host, int(pid))
     except (OSError, ValueError):
         return False  # no owner file, or a damaged one
-    return True
 
 
 def part_path(parts_dir: str | os.PathLike[str], rank: int, offset: int) -> Path:

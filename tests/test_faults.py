@@ -658,6 +658,31 @@ def test_stale_scratch_directories_of_the_same_output_are_removed(tmp_path):
     assert (made / "owner").read_text().split() == [host, str(os.getpid())]
 
 
+def test_stale_temporaries_of_the_same_output_are_removed(tmp_path):
+    import socket
+
+    host = socket.gethostname()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    stale_file = tmp_path / f".out.tsv.{host}-{dead}.k2j4_x.tmp"
+    stale_file.write_text("partial")
+    stale_dir = tmp_path / f".out.tsv.{host}-{dead}.a8b7c6.tmp"
+    stale_dir.mkdir()
+    alive = tmp_path / f".out.tsv.{host}-{os.getpid()}.zz9y8x.tmp"
+    alive.write_text("being written")
+    remote = tmp_path / ".out.tsv.another-host-7.qq1w2e.tmp"
+    remote.write_text("another machine's")
+    unowned = tmp_path / ".out.tsv.r4nd0m.tmp"  # named before owners were recorded
+    unowned.write_text("left alone")
+    write_table(pairs_frame(), tmp_path / "out.tsv")
+    assert not stale_file.exists() and not stale_dir.exists()
+    assert alive.exists() and remote.exists() and unowned.exists()
+
+
 # -- 14. a UTF-8 byte-order mark ------------------------------------------------------------
 
 
