@@ -116,6 +116,11 @@ def export_model(
         raise input_error(out_dir, "is also the input --model; choose another output directory")
     if out.exists() and not out.is_dir():
         raise input_error(out_dir, "exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / REPORT_FILE).is_file():
+        # the export replaces --out whole: never a directory it did not write
+        raise input_error(
+            out_dir, "exists and is not an earlier rerank export; choose a new directory"
+        )
     _require_tools(fmt, quantize)
     if fmt == "openvino" and quantize and calibration is None:
         raise RerankError(

@@ -218,6 +218,12 @@ def test_export_user_mistakes_leave_no_output(ckpt, tmp_path, capsys):
     assert main([*argv, "--quantize", "int8", "--calibration", str(bad)]) == 2
     assert "bad.tsv:2" in capsys.readouterr().err
     assert main(["export", "--model", str(ckpt), "--format", "onnx", "--out", str(ckpt)]) == 2
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    assert main(["export", "--model", str(ckpt), "--format", "onnx", "--out", str(busy)]) == 2
+    assert "not an earlier rerank export" in capsys.readouterr().err
+    assert (busy / "notes.txt").read_text() == "mine"
     assert not out.exists()
 
 
