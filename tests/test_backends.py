@@ -332,3 +332,22 @@ def test_gpu_scores_match_cpu_within_bf16(ckpt, pairs_file, torch_scores, tmp_pa
     np.testing.assert_allclose(
         read_scores(out)["score"].to_numpy().astype(np.float32), torch_scores, atol=1e-4
     )
+
+
+def test_quality_lines_with_and_without_labels():
+    from rerank.export import _quality_lines
+
+    base = {"pairs": 300, "queries": 9, "pearson": 0.99, "spearman": 0.98, "max_abs_diff": 0.1}
+    lines = _quality_lines("openvino", base)
+    assert "no labels, so score agreement only" in lines[0] and "Pearson 0.99000" in lines[1]
+    labelled = {
+        **base,
+        "fp32": {"pnr": 1.2, "ndcg@10": 0.4},
+        "int8": {"pnr": 1.19, "ndcg@10": 0.41},
+    }
+    lines = _quality_lines("onnx", labelled)
+    assert lines[0] == (
+        "onnx int8 vs fp32 on 300 pairs, 9 queries: pnr 1.2000 -> 1.1900, difference -0.0100 (-0.83%)"
+    )
+    assert "ndcg@10 0.4000 -> 0.4100" in lines[1]
+    assert "not measured" in _quality_lines("onnx", None)[0]
