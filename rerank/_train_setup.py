@@ -291,27 +291,18 @@ def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer
 
 
 def evaluate_ranking(model: Any, data: GroupedData, cfg: Config, bf16: bool) -> dict[str, float]:
+    from rerank.inference import run_batches, torch_forward
     from rerank.measures import evaluate
 
-    device = next(model.parameters()).device
+    # The one inference core and precision policy of `rerank score` (encoder bf16 where
+    # training runs bf16, pooler and head fp32; not autocast), so that the figures that
+    # choose best/ are the ones `rerank score` + `rerank evaluate` report for it.
     order = np.argsort(-data.lengths, kind="stable")
-    scores = np.empty(data.n_rows, dtype=np.float32)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-            for start in range(0, len(order), cfg.data.eval_batch_size):
-                rows = order[start : start + cfg.data.eval_batch_size]
-                x = {k: v.to(device) for k, v in pad_rows(data, rows).items()}
-                out = model(
-                    x["input_ids"],
-                    x["attention_mask"],
-                    x.get("token_type_ids"),
-                    heads=(model.primary,),
-                )
-                scores[rows] = out[model.primary].float().cpu().numpy()
-    finally:
-        model.train(was_training)
+    size = cfg.data.eval_batch_size
+    chunks = (order[start : start + size] for start in range(0, len(order), size))
+    batches = ((rows, pad_rows(data, rows)) for rows in chunks)
+    with torch_forward(model, (model.primary,), "bf16" if bf16 else "fp32") as forward:
+        scores = run_batches(forward, batches, data.n_rows)[:, 0]
     run = pl.DataFrame(
         {
             "query_id": np.repeat(np.array(data.query_ids), np.diff(data.group_offsets)),

@@ -1,11 +1,18 @@
 """The inference core: encoded (query, document) pairs -> head outputs, batch by batch.
 
+One loop (:func:`run_batches`) and one precision policy (:func:`torch_forward`, which
+applies :func:`rerank.precision.inference_precision`: encoder in bf16 where asked, pooler
+and heads in fp32) for every scorer: ``rerank score`` / :func:`rerank.score.score_frame`
+(and through it teacher scoring and the rekindle stage evaluations), the training loop's
+evaluation (:func:`rerank._train_setup.evaluate_ranking`) and GLUE prediction
+(:func:`rerank.glue.predict.predict`). The numbers that choose ``best/`` are therefore the
+ones ``rerank score`` + ``rerank evaluate`` report at the same precision (tested).
+
 :func:`score_texts` tokenizes a chunk of pairs once, cuts it into length-sorted batches
 (:func:`rerank.score.plan_batches`), pads each batch to its longest pair, calls a
 ``forward`` function and puts the outputs back in input order. ``forward`` is what
-differs between backends: a PyTorch model under the precision policy of
-:mod:`rerank.precision`, or an exported ONNX Runtime / OpenVINO graph
-(:mod:`rerank.backends`).
+differs between backends: a PyTorch model (:func:`torch_forward`), or an exported ONNX
+Runtime / OpenVINO graph (:func:`exported_forward`, :mod:`rerank.backends`).
 
 :func:`score_exported_file` is ``rerank score`` on an exported graph: the same streaming,
 sharding, progress bar and atomic output as :func:`rerank.score.score_file` (it uses the

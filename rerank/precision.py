@@ -7,9 +7,16 @@ with AVX512-BF16 or AMX (there bf16 matrix products run through oneDNN's bf16 ke
 user: ``rerank score``, :func:`rerank.score.score_file` and :class:`rerank.Reranker`. So
 the same pairs get the same scores from the command line and from Python; pass
 ``precision="fp32"`` (``--precision fp32``) for scores that match ``CrossEncoder`` /
-``transformers`` in fp32 to the last digits. The pipeline's own evaluations (training
-eval, the rekindle stages' :func:`rerank.score.score_frame`) stay in fp32 so that recorded
-figures do not depend on the machine.
+``transformers`` in fp32 to the last digits. The rekindle stages' evaluations and teacher
+scoring (:func:`rerank.score.score_frame`) stay in fp32 so that recorded figures do not
+depend on the machine.
+
+One policy for every scorer: ``rerank score``, ``score_frame``, the training loop's
+evaluation and GLUE prediction all run the model through
+:func:`rerank.inference.torch_forward`, which applies :func:`inference_precision` below (the
+training loop's evaluation in the precision it trains in, ``train.bf16``). So the eval
+figures that choose ``best/`` are those ``rerank score`` + ``rerank evaluate`` give at that
+precision, and the exported graphs (:mod:`rerank.backends`) keep the same fp32 heads in int8.
 """
 
 from __future__ import annotations

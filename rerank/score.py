@@ -37,12 +37,7 @@ from rerank.atomic import check_output
 from rerank.encoding import PairEncoder
 from rerank.errors import RerankError, input_error
 from rerank.model import RerankModel
-from rerank.precision import (
-    DEFAULT_PRECISION,
-    Precision,
-    inference_precision,
-    resolve_precision,
-)
+from rerank.precision import DEFAULT_PRECISION, Precision, resolve_precision
 from rerank.streaming import output_format, progress_bar, scan_pairs, stream_scores
 
 __all__ = [
@@ -116,31 +111,24 @@ def _score_encoded(
     precision: str,
     bar: Any = None,
 ) -> np.ndarray:
-    """Scores ``[n, len(heads)]`` of ``texts`` (columns query, title, summary), input order."""
-    n = texts.height
-    out = np.empty((n, len(heads)), dtype=np.float32)
-    if n == 0:
-        return out
-    encoded = encoder.encode(
-        texts.get_column("query").to_list(),
-        list(zip(texts["title"].to_list(), texts["summary"].to_list(), strict=True)),
-    )
-    device = next(model.parameters()).device
-    with inference_precision(model, precision):
-        for index in plan_batches(encoded.lengths(), batch_size=batch_size, max_tokens=max_tokens):
-            batch = encoder.collate(encoded.select(index))
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            result = model(**batch, heads=heads)
-            for j, head in enumerate(heads):
-                scores = result[head]
-                if scores.dim() != 1:
-                    raise RerankError(
-                        f"head '{head}' gives {scores.shape[-1]} outputs, not a score"
-                    )
-                out[index, j] = scores.float().cpu().numpy()
-            if bar is not None:
-                bar.update(len(index))
-    return out
+    """Scores ``[n, len(heads)]`` of ``texts`` (columns query, title, summary), input order.
+
+    The one inference core (:mod:`rerank.inference`) with the one precision policy
+    (:func:`rerank.precision.inference_precision`), as the training loop's evaluation and
+    GLUE prediction use it.
+    """
+    from rerank.inference import score_texts, torch_forward
+
+    with torch_forward(model, heads, precision) as forward:
+        return score_texts(
+            forward,
+            encoder,
+            texts,
+            n_outputs=len(heads),
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            bar=bar,
+        )
 
 
 @contextlib.contextmanager

@@ -14,12 +14,10 @@ batches. :func:`evaluate_model` turns them into the task's metrics.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
 import polars as pl
-import torch
 
 from rerank.encoding import Encoded, PairEncoder
 from rerank.errors import RerankError
@@ -97,7 +95,8 @@ def predict(
     numpy.ndarray
         float32 ``[n, C]`` logits (classification head) or ``[n]`` values.
     """
-    from rerank.score import plan_batches, resolve_precision
+    from rerank.inference import score_encoded, torch_forward
+    from rerank.score import resolve_precision
 
     head = head or model.primary
     if head not in model.specs:
@@ -105,23 +104,13 @@ def predict(
     width = model.specs[head].num_outputs if model.specs[head].kind == "classification" else 0
     encoder = pair_encoder(model, max_length)
     encoded = encode_examples(encoder, frame, task)
-    out = np.empty((len(encoded), width) if width else (len(encoded),), dtype=np.float32)
-    device = next(model.parameters()).device
-    bf16 = resolve_precision(precision, device) == "bf16"
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    )
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), autocast:
-            for index in plan_batches(encoded.lengths(), batch_size=batch_size):
-                batch = encoder.collate(encoded.select(index))
-                batch = {k: v.to(device) for k, v in batch.items()}
-                out[index] = model(**batch, heads=(head,))[head].float().cpu().numpy()
-    finally:
-        model.train(was_training)
-    return out
+    prec = resolve_precision(precision, next(model.parameters()).device)
+    # the one inference core and precision policy of `rerank score` (rerank.inference)
+    with torch_forward(model, (head,), prec, width=max(width, 1)) as forward:
+        out = score_encoded(
+            forward, encoder, encoded, n_outputs=max(width, 1), batch_size=batch_size
+        )
+    return out if width else out[:, 0]
 
 
 def evaluate_model(
