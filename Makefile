@@ -49,8 +49,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/attention.py
 
 check: $(STAMP)
-	$(BIN)/ruff check rerank tests benchmarks data
-	$(BIN)/ruff format --check rerank tests benchmarks data
+	$(BIN)/ruff check rerank tests benchmarks data metrics
+	$(BIN)/ruff format --check rerank tests benchmarks data metrics
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
