@@ -272,6 +272,18 @@ def test_cycle_config_errors(tmp_path):
         load_cycle(config, ['pretrain.teachers=["teacher", "bm25"]'])
     with pytest.raises(RerankError, match=r"need key .cycle\.dense."):
         load_cycle(config, ["cycle.dense=", "cycle.fusion=true"])
+    # a two-teacher rekindle TOML is refused when the cycle loads, before any stage runs
+    two = (
+        (tmp_path / "rekindle.toml")
+        .read_text()
+        .replace(
+            'teachers = { t1 = { path = "unused" } }',
+            'teachers = { t1 = { path = "unused" }, t2 = { path = "unused" } }',
+        )
+    )
+    (tmp_path / "rekindle2.toml").write_text(two)
+    with pytest.raises(RerankError, match="must name one template teacher, got 2"):
+        load_cycle(config, [f"pretrain.config={tmp_path / 'rekindle2.toml'}"])
     with pytest.raises(RerankError, match=r"cycle\.rounds.: expected 1, or more with .teacher."):
         load_cycle(config, ["cycle.rounds=2", 'pretrain.teachers=["dense"]'])
     with pytest.raises(RerankError, match=r"set either .pairs\.data."):

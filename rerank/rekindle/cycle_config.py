@@ -163,7 +163,26 @@ def load_cycle(path: str | Path, overrides: list[str] | None = None) -> CycleCon
     cfg = from_toml(path, CycleConfig)
     apply_overrides(cfg, list(overrides or []))
     _check(cfg)
+    _check_rekindle_template(cfg)
     return cfg
+
+
+def _check_rekindle_template(cfg: CycleConfig) -> None:
+    """The rekindle TOML names one template teacher; the cycle fills in the experts.
+
+    Checked when the cycle is loaded, not when pre-training starts after the teacher's
+    fine-tune has already run.
+    """
+    from rerank.rekindle.pretrain import RekindleConfig
+
+    base = from_toml(cfg.pretrain.config, RekindleConfig)
+    apply_overrides(base, list(cfg.pretrain.set))
+    if len(base.rekindle.teachers) != 1:
+        raise RerankError(
+            f"{cfg.pretrain.config}: the cycle fills in its experts itself (pretrain.teachers); "
+            f"'rekindle.teachers' must name one template teacher, got "
+            f"{len(base.rekindle.teachers)}"
+        )
 
 
 def _check(cfg: CycleConfig) -> None:
