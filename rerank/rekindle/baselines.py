@@ -157,14 +157,14 @@ def fuse_with_dense(
     """
     from rerank.data import write_table
     from rerank.evaluation import evaluate_files
+    from rerank.rekindle.stages import slug
 
     c = cfg.cycle
     weight, curve = choose_fusion_weight(c.eval, scores[row]["eval"], scores["dense"]["eval"])
     name = f"{row} + dense"
-    slug = "".join(ch if ch.isalnum() else "_" for ch in name)
     results[name], scores[name] = {}, {}
     for split, split_path in {"eval": c.eval, "test": c.test}.items():
-        path = where / f"{slug}-{split}" / "scores.parquet"
+        path = where / f"{slug(name)}-{split}" / "scores.parquet"
         write_table(fuse(scores[row][split], scores["dense"][split], weight), path)
         rep = evaluate_files(split_path, path, measures=list(measures), unmatched="drop")
         results[name][split] = {k: v for k, v in rep.as_dict().items() if k in measures}
