@@ -1,6 +1,6 @@
 """Cost of MLM in expert-guided pre-training on CPU: one masked pass vs a separate pass.
 
-Times optimizer steps of the training loop's own forward (``rerank.train._model_forward``)
+Times optimizer steps of the training loop's own forward (``rerank.training.step.model_forward``)
 and losses on real Cranfield rekindle batches, for three objectives:
 
 - ``kd``: pointwise + pairwise MSE only (no MLM);
@@ -44,8 +44,8 @@ def main() -> int:
     from rerank.config import LossTerm, ModelConfig
     from rerank.losses import LOSSES
     from rerank.model import RerankModel
-    from rerank.rekindle.masking import MlmMasking
-    from rerank.train import _model_forward
+    from rerank.training.masking import MlmMasking
+    from rerank.training.step import model_forward
 
     torch.set_num_threads(args.threads)
     frame = pl.read_parquet(ROOT / "data" / "cranfield" / "rekindle.parquet").head(2000)
@@ -89,7 +89,7 @@ def main() -> int:
         for name, (terms, transform) in setups.items():
             batch = next(batchers[name])
             start = time.perf_counter()
-            out = _model_forward(model, batch, ("score",), transform is not None)
+            out = model_forward(model, batch, ("score",), transform is not None)
             loss = 0.0
             for term in terms:
                 spec = LOSSES[term.loss]

@@ -46,7 +46,7 @@ from rerank.atomic import atomic_path  # noqa: E402
 from rerank.config import Config, DataConfig, LossTerm, ModelConfig, TrainConfig  # noqa: E402
 from rerank.data import read_pairs  # noqa: E402
 from rerank.model import RerankModel  # noqa: E402
-from rerank.rekindle.masking import mask_tokens  # noqa: E402
+from rerank.training.masking import mask_tokens  # noqa: E402
 from rerank.vocab import (  # noqa: E402
     extend_model,
     load_pieces,

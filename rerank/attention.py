@@ -150,7 +150,7 @@ def hf_attention(
     module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kw: Any
 ) -> tuple[torch.Tensor, None]:
     """A Hugging Face attention implementation: SDPA, with :func:`dropout_attention` in
-    CPU training with dropout. Attention runs in fp32 (see rerank._train_setup)."""
+    CPU training with dropout. Attention runs in fp32 (see rerank.training.model.use_cpu_attention)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     p = float(kw.get("dropout", 0.0) or 0.0)

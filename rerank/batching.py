@@ -43,10 +43,11 @@ import torch
 from rerank.encoding import PairEncoder
 from rerank.errors import RerankError
 from rerank.grouping import group_queries
+from rerank.tables.columns import PAIRS
 
 __all__ = ["Batch", "GroupBatcher", "GroupedData", "pad_rows"]
 
-# transform(inputs, step=...) -> inputs: e.g. rerank.rekindle.masking.MlmMasking
+# transform(inputs, step=...) -> inputs: e.g. rerank.training.masking.MlmMasking
 Transform = Callable[..., dict[str, Any]]
 _CHUNK_ROWS = 4096
 
@@ -106,7 +107,7 @@ class GroupedData:
         Rows are grouped by query (stable; no sort when already contiguous). ``single``
         encodes the query alone (single-sentence tasks: GLUE CoLA, SST-2).
         """
-        need = ["query_id", "doc_id", "query", "title", "summary", *targets]
+        need = [*PAIRS, *targets]
         missing = [c for c in dict.fromkeys(need) if c not in frame.columns]
         if missing:
             raise RerankError(

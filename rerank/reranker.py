@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,11 +105,11 @@ class Reranker:
             )
         if precision not in ("auto", "fp32", "bf16", "int8"):
             raise RerankError(f"precision: expected fp32, bf16, int8 or auto, got {precision!r}")
-        from rerank.cli.score import resolve_model_dir
+        from rerank.config import resolve_model_path
         from rerank.precision import resolve_precision
         from rerank.score import _check_max_length, _device, load_scoring_model
 
-        resolved = Path(resolve_model_dir(str(path)))
+        resolved = resolve_model_path(path)
         if not resolved.is_dir():
             raise input_error(path, "no such model directory")
         try:

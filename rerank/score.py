@@ -38,7 +38,9 @@ from rerank.encoding import PairEncoder
 from rerank.errors import RerankError, input_error
 from rerank.model import RerankModel
 from rerank.precision import DEFAULT_PRECISION, Precision, resolve_precision
-from rerank.streaming import output_format, progress_bar, scan_pairs, stream_scores
+from rerank.streaming import output_format, progress_bar, stream_scores
+from rerank.tables.chunks import scan_pairs
+from rerank.tables.columns import TEXT_COLUMNS
 
 __all__ = [
     "ScoreSummary",
@@ -50,8 +52,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-TEXT_COLUMNS = ("query", "title", "summary")
 
 
 # -- batching and the core -----------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The plumbing of :func:`rerank.score.score_file`: a pairs table is scanned lazily
 (polars ``scan_parquet``/``scan_csv``/``scan_ndjson``) and read ``chunk_rows`` rows at
-a time, so inputs larger than memory stream through. Each chunk's scores go to a small
+a time (:mod:`rerank.tables.chunks`), so inputs larger than memory stream through. Each chunk's scores go to a small
 Parquet part file in a scratch directory beside the output; when every chunk (of every
 rank, under ``torchrun``) is done, the parts are merged in input order into the output,
 atomically. On any error the scratch directory goes and no output appears; a scratch
@@ -26,29 +26,23 @@ from typing import Any
 
 import polars as pl
 
-from rerank import _data_io as files
-from rerank._data_io import Source
 from rerank.atomic import atomic_path, glob_escape, process_alive, write_error
 from rerank.data import write_trec_run
 from rerank.errors import RerankError, input_error
+from rerank.tables.chunks import count_rows, iter_chunks
+from rerank.tables.files import Source
 
 __all__ = [
-    "PAIR_COLUMNS",
     "Shards",
-    "count_rows",
-    "iter_chunks",
     "make_parts_dir",
     "output_format",
     "progress_bar",
-    "scan_pairs",
     "stream_scores",
     "write_parts",
 ]
 
 log = logging.getLogger(__name__)
 
-PAIR_COLUMNS = ("query_id", "doc_id", "query", "title", "summary")
-_INPUTS = (".parquet", ".tsv", ".jsonl", ".csv", ".tsv.gz", ".jsonl.gz", ".csv.gz")
 _OUTPUTS = {
     ".tsv": "tsv",
     ".parquet": "parquet",
@@ -56,87 +50,6 @@ _OUTPUTS = {
     ".run": "trec",
     ".trec": "trec",
 }
-
-
-def scan_pairs(path: str | os.PathLike[str]) -> tuple[pl.LazyFrame, Source]:
-    """A lazy scan of a pairs table (``.parquet``, ``.tsv``, ``.jsonl``, ``.csv``; ``.tsv.gz``,
-    ``.jsonl.gz``, ``.csv.gz``) with its columns checked.
-
-    Reads as :func:`rerank.data.read_pairs` does (a TSV as untyped strings, no quoting).
-    """
-    if not str(path).lower().endswith(_INPUTS):
-        raise input_error(
-            path, "unknown input format; use .parquet, .tsv, .jsonl or .csv (also .gz)"
-        )
-    source = Source.of(path, "pairs")
-    found = files.columns(source)  # no such file, empty file, unreadable header
-    missing = [c for c in PAIR_COLUMNS if c not in found]
-    if missing:
-        names = ", ".join(repr(c) for c in missing)
-        noun = "column" if len(missing) == 1 else "columns"
-        have = ", ".join(repr(c) for c in found)
-        raise input_error(path, f"missing {noun} {names}; found columns: {have}")
-    return files._scan(source).select(PAIR_COLUMNS), source
-
-
-def count_rows(lazy: pl.LazyFrame, source: Source) -> int:
-    """Data rows of the table (a TSV's trailing blank lines are not rows)."""
-    try:
-        rows = int(lazy.select(pl.len()).collect().item())
-    except (pl.exceptions.PolarsError, OSError) as err:
-        raise files._read_failure(source, err) from None
-    if source.kind == "tsv":
-        rows -= _trailing_blank_lines(source.name or "")
-    if rows <= 0:
-        raise input_error(source.name, "empty file: no data rows")
-    return rows
-
-
-def _trailing_blank_lines(path: str) -> int:
-    tail = files._tail(path)  # gzip-aware
-    return max(tail[len(tail.rstrip(b" \t\r\n")) :].count(b"\n") - 1, 0)
-
-
-def iter_chunks(
-    lazy: pl.LazyFrame, source: Source, start: int, stop: int, chunk_rows: int
-) -> Iterator[tuple[int, pl.DataFrame]]:
-    """Yield ``(offset, chunk)`` for rows ``start:stop``, each chunk checked and typed.
-
-    A chunk has ``query_id, doc_id`` (non-empty strings), ``query`` (non-blank) and
-    ``title, summary`` (missing -> ``""``); ``offset`` is the 0-based index of its first
-    row, used to name the file line of a bad row.
-    """
-    if stop <= start:
-        return
-    offset = start
-    try:
-        for batch in lazy.slice(start, stop - start).collect_batches(chunk_size=chunk_rows):
-            # collect_batches may hand out smaller or larger pieces; regroup to chunk_rows
-            for piece in batch.iter_slices(chunk_rows):
-                yield offset, _typed(piece, source, offset)
-                offset += piece.height
-    except (pl.exceptions.PolarsError, OSError) as err:
-        raise files._read_failure(source, err) from None
-
-
-def _typed(raw: pl.DataFrame, source: Source, offset: int) -> pl.DataFrame:
-    ids = [pl.col(c).cast(pl.String) for c in ("query_id", "doc_id")]
-    texts = [pl.col(c).cast(pl.String).fill_null("") for c in ("query", "title", "summary")]
-    frame = raw.select(*ids, *texts)
-    checks = [
-        ("query_id", "expected a non-empty id"),
-        ("doc_id", "expected a non-empty id"),
-        ("query", "expected a non-empty query text"),
-    ]
-    for column, expected in checks:
-        value = frame.get_column(column)
-        blank = value.is_null() | (value.str.strip_chars().str.len_bytes() == 0)
-        if blank.any():
-            index = int(blank.arg_max() or 0)
-            shown = raw[index, column]
-            got = "nothing" if shown is None else repr(shown)
-            raise source.error(offset + index, f"{expected}, got {got}", column=column)
-    return frame
 
 
 def output_format(path: str | os.PathLike[str], *, n_heads: int = 1) -> str:

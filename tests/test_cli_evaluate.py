@@ -158,7 +158,7 @@ BAD_INPUTS = [
         LABELED,
         None,
         "eval.xlsx: unknown file extension; supported: .tsv, .jsonl, "
-        ".parquet, .csv, .tsv.gz, .jsonl.gz, .csv.gz, .run, .trec, .qrels",
+        ".parquet, .csv, .tsv.gz, .jsonl.gz, .csv.gz, .run, .trec, .qrels, .qrel",
     ),
     (
         None,

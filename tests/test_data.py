@@ -14,8 +14,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from rerank import _data_checks, data
+from rerank import data
 from rerank.errors import RerankError
+from rerank.tables import checks as _data_checks
 
 HEADER = "query_id\tdoc_id\tquery\ttitle\tsummary\tlabel\n"
 GOOD_TSV = (
@@ -172,7 +173,7 @@ def test_jsonl_and_parquet_cast_integer_ids_to_strings(tmp_path):
             "pairs.xlsx",
             "query_id,doc_id\n",
             "pairs.xlsx: unknown file extension; supported: .tsv, .jsonl, .parquet, .csv, "
-            ".tsv.gz, .jsonl.gz, .csv.gz, .run, .trec, .qrels",
+            ".tsv.gz, .jsonl.gz, .csv.gz, .run, .trec, .qrels, .qrel",
         ),
         (
             "frac.jsonl",
@@ -379,7 +380,7 @@ def test_table_round_trips(tmp_path, name):
             "out.xlsx",
             pl.DataFrame({"query_id": ["q1"]}),
             "out.xlsx: unknown file extension; supported: .tsv, .jsonl, .parquet, .csv, "
-            ".tsv.gz, .jsonl.gz, .csv.gz, .run, .trec, .qrels",
+            ".tsv.gz, .jsonl.gz, .csv.gz, .run, .trec, .qrels, .qrel",
         ),
     ],
 )

@@ -31,7 +31,8 @@ from rerank.config import Config, apply_overrides, from_toml
 from rerank.data import read_labels, read_pairs, write_table
 from rerank.errors import RerankError, input_error
 from rerank.pairs import read_documents, read_queries
-from rerank.streaming import count_rows, iter_chunks, make_parts_dir, scan_pairs
+from rerank.streaming import make_parts_dir
+from rerank.tables.chunks import count_rows, iter_chunks, scan_pairs
 
 WORDS = "flow heat wing pressure boundary layer plate shock wave theory".split()
 
@@ -271,7 +272,9 @@ def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing(
     setup, capsys, monkeypatch, grad_accum
 ):
     tmp_path, config = setup
-    real = train_module._loss_terms
+    from rerank.training import step
+
+    real = step.loss_terms
     calls = {"n": 0}
 
     def nan_in_step_two(out, batch, cfg):  # its first micro-batch only
@@ -279,7 +282,7 @@ def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing(
         values = real(out, batch, cfg)
         return [v * float("nan") for v in values] if calls["n"] == grad_accum + 1 else values
 
-    monkeypatch.setattr(train_module, "_loss_terms", nan_in_step_two)
+    monkeypatch.setattr(step, "loss_terms", nan_in_step_two)
     # no clipping: the loss alone must give it away, in whichever micro-batch it is
     argv = ["--set", "train.steps=3", "--set", "train.clip_norm=0"]
     assert train_cli(config, *argv, "--set", f"train.grad_accum={grad_accum}") == 2
@@ -767,7 +770,7 @@ def test_a_non_finite_teacher_score_is_refused_at_reading(setup, capsys):
     ]
     assert train_cli(config, *argv, "--set", "objective.0.target=teacher:t1") == 2
     line = one_line_error(capsys, "train")
-    assert "rekindle.tsv:7: column 'teacher:t1': expected a finite number, got nan" in line
+    assert "rekindle.tsv:7: column 'teacher:t1': expected a finite number, got 'nan'" in line
 
 
 def test_non_utf8_bytes_in_a_pairs_input_are_located(tmp_path):

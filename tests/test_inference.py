@@ -53,10 +53,10 @@ def test_training_evaluation_scores_as_rerank_score(model, precision, monkeypatc
     """evaluate_ranking (the loop's evaluation, which chooses best/) gives the scores
     score_frame (rerank score, teacher scoring) gives at the same precision."""
     import rerank.measures as measures
-    from rerank._train_setup import evaluate_ranking
     from rerank.batching import GroupedData
     from rerank.config import Config
     from rerank.score import score_frame
+    from rerank.training.evaluation import evaluate_ranking
 
     captured = {}
     real = measures.evaluate

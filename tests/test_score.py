@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rerank.cli import main
-from rerank.cli.score import resolve_model_dir
+from rerank.config import resolve_model_path
 from rerank.data import read_scores
 from rerank.errors import RerankError
 from rerank.model import HeadSpec, RerankModel
@@ -205,9 +205,9 @@ def test_cli_score_writes_scores_and_exits_2_on_error(ckpt, tmp_path, capsys):
 
 
 def test_default_model_name_resolves_to_the_bundled_encoder():
-    path = Path(resolve_model_dir("default"))
+    path = resolve_model_path("default")
     assert (path / "config.json").is_file()
-    assert resolve_model_dir("some/dir") == "some/dir"
+    assert resolve_model_path("some/dir") == Path("some/dir")
 
 
 @pytest.mark.slow

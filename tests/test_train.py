@@ -148,8 +148,8 @@ def test_bf16_cpu_training_saves_a_plain_hf_model(tiny_model_dir, train_file, tm
 
 
 def test_fp32_attention_under_cpu_bf16_autocast_matches_sdpa(tiny_model_dir):
-    from rerank._train_setup import use_cpu_attention
     from rerank.model import RerankModel
+    from rerank.training.model import use_cpu_attention
 
     torch.manual_seed(0)
     model = RerankModel.from_pretrained(tiny_model_dir).eval()
@@ -167,8 +167,8 @@ def test_fp32_attention_under_cpu_bf16_autocast_matches_sdpa(tiny_model_dir):
 
 
 def test_attention_dropout_override(tiny_model_dir):
-    from rerank._train_setup import set_attention_dropout
     from rerank.model import RerankModel
+    from rerank.training.model import set_attention_dropout
 
     model = RerankModel.from_pretrained(tiny_model_dir)
     assert set_attention_dropout(model.encoder, 0.0) == 2  # one per layer
@@ -180,8 +180,8 @@ def test_attention_dropout_override(tiny_model_dir):
 
 
 def test_head_lr_scale_speeds_up_only_the_head(tiny_model_dir, train_file, tmp_path):
-    from rerank import checkpoint as ckpt
     from rerank.model import RerankModel
+    from rerank.training import checkpoint as ckpt
 
     ckpt.seed_everything(42)  # what train() does before building the model
     start = {

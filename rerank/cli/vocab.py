@@ -93,7 +93,7 @@ def _say(message: str) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from rerank.atomic import check_output, check_output_dir
-    from rerank.cli.score import resolve_model_dir
+    from rerank.config import resolve_model_path
     from rerank.vocab import coverage_table, train_vocabulary
 
     for flag in ("corpus", "eval"):
@@ -105,7 +105,7 @@ def run_train(args: argparse.Namespace) -> int:
         args.corpus,
         args.out,
         size=args.size,
-        model_dir=resolve_model_dir(args.model),
+        model_dir=resolve_model_path(args.model, key="--model"),
         model_type=args.model_type,
         eval_files=args.eval,
         character_coverage=args.character_coverage,
@@ -118,7 +118,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_extend(args: argparse.Namespace) -> int:
     from rerank.atomic import check_output, check_output_dir
-    from rerank.cli.score import resolve_model_dir
+    from rerank.config import resolve_model_path
     from rerank.vocab import extend_model, read_corpus, scratch_model
     from rerank.vocab.scratch import ScratchSpec
 
@@ -148,7 +148,9 @@ def run_extend(args: argparse.Namespace) -> int:
         raise RerankError("--model is required (or --from-scratch)")
     texts = read_corpus(args.eval) if args.eval else None
     _say("extending the vocabulary")
-    report = extend_model(resolve_model_dir(args.model), args.pieces, args.out, eval_texts=texts)
+    report = extend_model(
+        resolve_model_path(args.model, key="--model"), args.pieces, args.out, eval_texts=texts
+    )
     for line in report.lines():
         _say(line)
     if report.coverage:

@@ -35,6 +35,7 @@ import numpy as np
 import polars as pl
 
 from rerank.errors import RerankError
+from rerank.tables.columns import PAIRS
 
 __all__ = ["sentence_pairs", "split_sentences"]
 
@@ -156,9 +157,7 @@ def sentence_pairs(
             for k in sorted(picks):
                 add(str(doc), sentences, *far[k])
     frame = pl.DataFrame(rows, schema=dict.fromkeys(rows, pl.String))
-    frame = frame.with_columns(title=pl.lit("", dtype=pl.String)).select(
-        "query_id", "doc_id", "query", "title", "summary"
-    )
+    frame = frame.with_columns(title=pl.lit("", dtype=pl.String)).select(PAIRS)
     if max_pairs is not None and frame.height > max_pairs:
         keep = np.sort(rng.choice(frame.height, size=max_pairs, replace=False))
         frame = frame[keep.tolist()]

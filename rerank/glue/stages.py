@@ -36,6 +36,7 @@ from rerank.glue.frames import glue_scorer, subsample, training_frame
 from rerank.glue.readers import GlueSplits, read_splits
 from rerank.glue.tasks import GlueTask, get_task
 from rerank.rekindle.pretrain import RekindleConfig
+from rerank.tables.columns import teacher_column
 
 __all__ = [
     "GlueConfig",
@@ -119,7 +120,7 @@ def apply_task_defaults(cfg: Config, tasks: list[GlueTask], *, target: str = "la
                 LossTerm(
                     loss=t.kd_loss if kd else t.finetune_loss,
                     head=t.name,
-                    target=f"teacher:{t.name}" if kd else "label",
+                    target=teacher_column(t.name) if kd else "label",
                     weight=term.weight,
                     params=dict(term.params) if t.kd_loss == "kl_div" and kd else {},
                 )

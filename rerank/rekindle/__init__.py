@@ -4,7 +4,6 @@ The pieces, in the order the cycle uses them:
 
 - :mod:`rerank.rekindle.store`: the teacher-score store (rekindle pairs + one
   ``teacher:<name>`` column per teacher, provenance in the Parquet metadata; scored once).
-- :mod:`rerank.rekindle.masking`: BERT MLM masking as a batch transform of the loop.
 - :mod:`rerank.rekindle.pretrain`: expert-guided pre-training (UEGP; MoEGP with several
   teachers and heads) as a configuration of :func:`rerank.train.train`, its ablations and
   snapshots.

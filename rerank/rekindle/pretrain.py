@@ -58,6 +58,7 @@ from typing import Any, Literal
 
 from rerank.config import Config
 from rerank.errors import RerankError
+from rerank.tables.columns import teacher_column
 
 __all__ = [
     "VARIANTS",
@@ -177,7 +178,7 @@ def _check(cfg: RekindleConfig) -> None:
     for name, teacher in rk.teachers.items():
         if not teacher.path:
             raise RerankError(f"rekindle config: key 'rekindle.teachers.{name}.path' is required")
-    known = {f"teacher:{n}" for n in rk.teachers}
+    known = {teacher_column(n) for n in rk.teachers}
     for i, term in enumerate(cfg.objective):
         if term.loss == "mlm":
             continue
@@ -197,7 +198,9 @@ def store_path(cfg: RekindleConfig) -> Path:
     return Path(cfg.train.output_dir) / "teacher_scores.parquet"
 
 
-def pretrain(cfg: RekindleConfig, *, max_steps_this_run: int | None = None) -> PretrainResult:
+def pretrain(
+    cfg: RekindleConfig, *, max_steps_this_run: int | None = None, built: Any = None
+) -> PretrainResult:
     """Score the rekindle pairs (once) and run expert-guided pre-training.
 
     Parameters
@@ -206,24 +209,19 @@ def pretrain(cfg: RekindleConfig, *, max_steps_this_run: int | None = None) -> P
         The rekindle configuration; ``train.resume`` continues an interrupted run.
     max_steps_this_run
         Stop after this many steps in total, as if interrupted (tests).
+    built
+        The :class:`rerank.rekindle.store.StoreResult` of a store already built for
+        ``cfg`` (the cycle's scoring stage): trained on as it is, not checked again.
     """
-    from rerank.rekindle.store import Teacher, build_store
     from rerank.train import train
 
     _check(cfg)
     cfg = copy.deepcopy(cfg)
     out_dir = Path(cfg.train.output_dir).resolve()
     cfg.train.output_dir = str(out_dir)
-    store = store_path(cfg)
-    teachers = [
-        Teacher(n, Path(t.path), t.head or None, t.kind) for n, t in cfg.rekindle.teachers.items()
-    ]
-    built = build_store(
-        cfg.rekindle.data,
-        teachers,
-        store,
-        max_length=cfg.rekindle.score_max_length or cfg.model.max_length,
-    )
+    if built is None:
+        built = score_teachers(cfg)
+    store = Path(built.path)
     cfg.data.train = str(store)
     frame = _standardized(store, cfg) if cfg.rekindle.standardize else None
     every = cfg.rekindle.snapshot_every
@@ -249,6 +247,21 @@ def pretrain(cfg: RekindleConfig, *, max_steps_this_run: int | None = None) -> P
         cfg.train.resume = True
 
 
+def score_teachers(cfg: RekindleConfig) -> Any:
+    """Build (or reuse) the teacher-score store of ``cfg``: its :class:`StoreResult`."""
+    from rerank.rekindle.store import Teacher, build_store
+
+    teachers = [
+        Teacher(n, Path(t.path), t.head or None, t.kind) for n, t in cfg.rekindle.teachers.items()
+    ]
+    return build_store(
+        cfg.rekindle.data,
+        teachers,
+        store_path(cfg),
+        max_length=cfg.rekindle.score_max_length or cfg.model.max_length,
+    )
+
+
 def _standardized(store: Path, cfg: RekindleConfig) -> Any:
     """The store with every teacher column z-scored (the stored scores stay raw).
 
@@ -259,8 +272,10 @@ def _standardized(store: Path, cfg: RekindleConfig) -> Any:
     """
     import polars as pl
 
-    frame = pl.read_parquet(store)
-    columns = [f"teacher:{name}" for name in cfg.rekindle.teachers]
+    from rerank.data import read_pairs
+
+    columns = [teacher_column(name) for name in cfg.rekindle.teachers]
+    frame = read_pairs(store, labels="optional", targets=columns)  # finite, or file:row:column
     for column in columns:
         values = frame.get_column(column)
         mean, std = float(values.mean()), float(values.std() or 0.0)
@@ -292,15 +307,15 @@ def release_memory() -> None:
 
 
 def _checkpoint_step(out_dir: Path) -> int:
-    from rerank import checkpoint as ckpt
+    from rerank.training import checkpoint as ckpt
 
     state = ckpt.load_state(out_dir) if ckpt.exists(out_dir) else None
     return int(state["step"]) if state else 0
 
 
 def _keep_snapshot(out_dir: Path, step: int) -> None:
-    from rerank import checkpoint as ckpt
     from rerank.atomic import atomic_path
+    from rerank.training import checkpoint as ckpt
 
     dest = out_dir / "snapshots" / f"step-{step}"
     if dest.is_dir():

@@ -67,7 +67,7 @@ class Stages:
 
 def fresh_or_resume(cfg: Config, where: Path) -> None:
     """Resume from a checkpoint when one exists; otherwise clear leftovers of a killed run."""
-    from rerank import checkpoint as ckpt
+    from rerank.training import checkpoint as ckpt
 
     if ckpt.exists(where):
         cfg.train.resume = True
@@ -250,7 +250,7 @@ def _objective_per_expert(r: RekindleConfig, names: list[str]) -> None:
 
 
 def pretrain_stage(rcfg: RekindleConfig, where: Path) -> dict[str, Any]:
-    from rerank import checkpoint as ckpt
+    from rerank.training import checkpoint as ckpt
 
     if ckpt.exists(where):
         rcfg.train.resume = True

@@ -52,6 +52,7 @@ import polars as pl
 from rerank import __version__
 from rerank.atomic import atomic_path
 from rerank.errors import RerankError, input_error
+from rerank.tables.columns import PAIRS, teacher_column
 
 __all__ = [
     "TEACHER_KINDS",
@@ -69,7 +70,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PROVENANCE_KEY = "rerank.provenance"
-PAIR_COLUMNS = ("query_id", "doc_id", "query", "title", "summary")
 WEIGHT_FILES = ("model.safetensors", "rerank_heads.safetensors")
 
 Scorer = Callable[[Path, pl.DataFrame, str | None, int], "pl.Series"]
@@ -77,11 +77,6 @@ Scorer = Callable[[Path, pl.DataFrame, str | None, int], "pl.Series"]
 
 TeacherKind = Literal["auto", "cross-encoder", "bi-encoder", "run"]
 TEACHER_KINDS: tuple[str, ...] = ("auto", "cross-encoder", "bi-encoder", "run")
-
-
-def teacher_column(name: str) -> str:
-    """The store column holding teacher ``name``'s scores: ``teacher:<name>``."""
-    return f"teacher:{name}"
 
 
 @dataclass(frozen=True)
@@ -315,7 +310,7 @@ def build_store(
         log.info("%s: every teacher's scores are up to date; reusing the store", out)
         return StoreResult(out, (), tuple(names))
 
-    rows = _read_rows(data) if old_frame is None else old_frame.select(PAIR_COLUMNS)
+    rows = _read_rows(data) if old_frame is None else old_frame.select(PAIRS)
     scorer = scorer or _default_scorer
     columns = []
     for teacher in teachers:
@@ -361,8 +356,4 @@ def build_store(
 def _read_rows(path: Path) -> pl.DataFrame:
     from rerank.data import read_pairs
 
-    frame = read_pairs(path, labels="optional")
-    missing = [c for c in PAIR_COLUMNS if c not in frame.columns]
-    if missing:
-        raise input_error(path, f"rekindle data lacks column(s) {missing}", column=missing[0])
-    return frame.select(PAIR_COLUMNS)
+    return read_pairs(path, labels="optional").select(PAIRS)

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from rerank.atomic import atomic_path
 from rerank.errors import RerankError, input_error
+from rerank.tables.columns import TEXT_COLUMNS
 
 __all__ = [
     "META_FILE",
@@ -53,7 +54,6 @@ META_FILE = "pieces.json"
 SPM_MODEL = "spm.model"
 SPM_VOCAB = "spm.vocab"
 TABLE_SUFFIXES = (".tsv", ".jsonl", ".parquet", ".tsv.gz", ".jsonl.gz")
-TEXT_COLUMNS = ("query", "title", "summary")
 WORD_START = "\u2581"  # SentencePiece's word-boundary mark "▁"
 
 Progress = Callable[[str], None]

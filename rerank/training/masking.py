@@ -26,9 +26,10 @@ from typing import Any
 
 import torch
 
+from rerank.config import Config
 from rerank.errors import RerankError
 
-__all__ = ["MlmMasking", "mask_tokens"]
+__all__ = ["MlmMasking", "mask_tokens", "mlm_transform"]
 
 # Label of positions that are not predicted (PyTorch's cross-entropy ignore_index).
 IGNORE = -100
@@ -178,3 +179,13 @@ class MlmMasking:
         if not self.separate_pass:
             out["input_ids"] = masked
         return out
+
+
+def mlm_transform(model: Any, cfg: Config) -> MlmMasking:
+    """The loop's MLM masking for ``model``'s tokenizer, seeded by ``train.seed``."""
+    return MlmMasking.from_tokenizer(
+        model.tokenizer,
+        seed=cfg.train.seed,
+        probability=cfg.data.mlm_probability,
+        separate_pass=cfg.data.mlm_separate_pass,
+    )

@@ -1,7 +1,7 @@
 """File access behind :mod:`rerank.data` (private): locate rows, read raw columns.
 
 Tables are read as stored (a TSV as strings only, so that a bad value can be shown
-as it was written); :mod:`rerank._data_checks` then casts and validates them. A
+as it was written); :mod:`rerank.tables.checks` then casts and validates them. A
 :class:`Source` turns a 0-based data row into a file line for error messages, by
 re-reading the file only once an error is certain.
 """
@@ -233,14 +233,19 @@ def columns(source: Source) -> list[str]:
         raise _read_failure(source, err) from None
 
 
-def read_columns(source: Source, wanted: Sequence[str], found: Sequence[str]) -> pl.DataFrame:
-    """Read ``wanted`` columns of a table file as they are stored (TSV: all strings)."""
+def require_columns(source: Source, wanted: Sequence[str], found: Sequence[str]) -> None:
+    """Raise naming the columns of ``wanted`` that are not in ``found``."""
     missing = [c for c in wanted if c not in found]
     if missing:
         names = ", ".join(repr(c) for c in missing)
         have = ", ".join(repr(c) for c in found)
         noun = "column" if len(missing) == 1 else "columns"
         raise input_error(source.name, f"missing {noun} {names}; found columns: {have}")
+
+
+def read_columns(source: Source, wanted: Sequence[str], found: Sequence[str]) -> pl.DataFrame:
+    """Read ``wanted`` columns of a table file as they are stored (TSV: all strings)."""
+    require_columns(source, wanted, found)
     try:
         frame = _scan(source).select(wanted).collect()
     except (pl.exceptions.PolarsError, OSError) as err:

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoTokenizer
 
 from rerank.errors import RerankError
-from rerank.rekindle.masking import MlmMasking, mask_tokens
+from rerank.training.masking import MlmMasking, mask_tokens
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 Every check is a boolean polars expression over all rows; the first row where any
 check fails is found with one ``arg_true().first()`` per check, and only then is the file
-touched again to name its line (:class:`rerank._data_io.Source`). So a valid
+touched again to name its line (:class:`rerank.tables.files.Source`). So a valid
 11M-row file costs a few vectorised passes, and an invalid one gets a precise
 one-line error.
 """
@@ -16,8 +16,8 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-from rerank._data_io import PathLike, Source
 from rerank.errors import input_error
+from rerank.tables.files import PathLike, Source
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,20 @@ def as_score(raw: pl.DataFrame, column: str, source: Source) -> Typed:
     return Typed(column, typed, checks)
 
 
+def as_target(raw: pl.DataFrame, column: str, source: Source) -> Typed:
+    """A training target: finite scores (:func:`as_score`), or lists of finite numbers
+    (a classification teacher's per-class logits)."""
+    dtype = raw.schema[column]
+    if not isinstance(dtype, pl.List):
+        return as_score(raw, column, source)
+    if not (dtype.inner.is_numeric() or dtype.inner == pl.Null):
+        raise input_error(source.name, f"expected lists of numbers, got {dtype}", column=column)
+    typed = pl.col(column).cast(pl.List(pl.Float64))
+    finite = _t(column).list.eval(pl.element().is_finite().fill_null(False)).list.all()
+    bad = _t(column).is_null() | ~finite
+    return Typed(column, typed, [(bad, "expected finite numbers")])
+
+
 def as_query_text(raw: pl.DataFrame, source: Source) -> Typed:
     """Query text: non-blank."""
     typed = as_text(raw, "query", source)
@@ -106,8 +120,13 @@ def as_text(raw: pl.DataFrame, column: str, source: Source) -> Typed:
     return Typed(column, pl.col(column).cast(pl.String).fill_null(""))
 
 
-def validated(raw: pl.DataFrame, typed: dict[str, Typed], source: Source) -> pl.DataFrame:
-    """Apply the typed columns; raise for the first row (then column) failing a check."""
+def validated(
+    raw: pl.DataFrame, typed: dict[str, Typed], source: Source, *, offset: int = 0
+) -> pl.DataFrame:
+    """Apply the typed columns; raise for the first row (then column) failing a check.
+
+    ``offset``: the data row of ``raw``'s first row in the source (a chunk of a file).
+    """
     work = raw.with_columns(t.expr.alias(f"__{t.column}") for t in typed.values())
     checks = [(t.column, bad, expected) for t in typed.values() for bad, expected in t.checks]
     if checks:
@@ -119,7 +138,7 @@ def validated(raw: pl.DataFrame, typed: dict[str, Typed], source: Source) -> pl.
             index, k = min(hits)
             column, _, expected = checks[k]
             shown = _show(raw[index, column])
-            raise source.error(index, f"{expected}, got {shown}", column=column)
+            raise source.error(offset + index, f"{expected}, got {shown}", column=column)
     return work.select(_t(t.column).alias(t.column) for t in typed.values())
 
 

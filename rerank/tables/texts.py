@@ -1,0 +1,226 @@
+"""Queries, documents and judged pairs as collections ship them (``rerank pairs``' inputs).
+
+Read by extension (``.tsv``, ``.csv``, ``.jsonl``, ``.parquet``; ``.gz`` too):
+
+- queries: ``query_id`` and ``query`` (``qid`` and ``text`` are accepted as aliases); a
+  TSV without a header line and two fields per line is read as ``query_id<TAB>query``
+  (the MS MARCO topics layout).
+- documents: ``doc_id``, ``title`` and ``summary`` (``abstract`` or ``text`` as aliases
+  of ``summary``; a missing ``title`` means empty titles, for collections whose title is
+  merged into the text); a headerless two-field TSV is read as ``doc_id<TAB>summary``
+  (the NFCorpus and MS MARCO collection layout).
+- judged pairs: TREC qrels (``.qrels``/``.qrel``, or a text file whose first line is four
+  fields and no column name: ``query_id 0 doc_id label``), read by the one qrels reader
+  (:func:`rerank.tables.trec.read_qrels`), or any table with ``query_id`` and ``doc_id``
+  (:func:`rerank.tables.pairs.read_pairs`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from pathlib import Path
+
+import polars as pl
+
+from rerank.errors import RerankError, input_error
+from rerank.tables.columns import ID_COLUMNS
+from rerank.tables.files import BOM, damaged_gzip
+from rerank.tables.formats import is_qrels
+
+__all__ = ["read_documents", "read_judged", "read_queries"]
+
+_QUERY_ALIASES = {"query_id": ("query_id", "qid"), "query": ("query", "text")}
+_DOC_ALIASES = {"doc_id": ("doc_id", "docid"), "summary": ("summary", "abstract", "text")}
+# Words that make a first line a header, not data.
+_KNOWN = {a for v in (*_QUERY_ALIASES.values(), *_DOC_ALIASES.values()) for a in v}
+_KNOWN |= {*ID_COLUMNS, "label"}
+
+
+def read_queries(path: str | os.PathLike[str]) -> pl.DataFrame:
+    """Read queries into ``query_id, query`` (strings; null text becomes ``""``).
+
+    Raises :class:`RerankError` naming file, row and column for a missing column,
+    a missing ``query_id`` or a ``query_id`` seen twice.
+    """
+    frame, offset = _read_table(path, headerless=("query_id", "query"), header_words=("query",))
+    frame = _rename(frame, _QUERY_ALIASES, path)
+    frame = frame.select(pl.col("query_id").cast(pl.String), pl.col("query").cast(pl.String))
+    _check_ids(frame, "query_id", path, offset)
+    return frame.with_columns(pl.col("query").fill_null(""))
+
+
+def read_documents(path: str | os.PathLike[str]) -> pl.DataFrame:
+    """Read documents into ``doc_id, title, summary`` (strings; nulls become ``""``).
+
+    Same checks as :func:`read_queries`, for ``doc_id``.
+    """
+    frame, offset = _read_table(path, headerless=("doc_id", "summary"), header_words=("title",))
+    frame = _rename(frame, _DOC_ALIASES, path)
+    if "title" not in frame.columns:
+        frame = frame.with_columns(title=pl.lit(""))
+    frame = frame.select(
+        pl.col("doc_id").cast(pl.String),
+        pl.col("title").cast(pl.String).fill_null(""),
+        pl.col("summary").cast(pl.String).fill_null(""),
+    )
+    _check_ids(frame, "doc_id", path, offset)
+    return frame
+
+
+def read_judged(path: str | os.PathLike[str]) -> pl.DataFrame:
+    """Read judged pairs (TREC qrels or a table) into ``query_id, doc_id``.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "judged.tsv"
+    >>> _ = path.write_text("q1\\t0\\td1\\t2\\n")
+    >>> read_judged(path).rows()
+    [('q1', 'd1')]
+    """
+    from rerank.tables.pairs import read_pairs
+    from rerank.tables.trec import read_qrels
+
+    if is_qrels(path) or _headerless_qrels(path):
+        frame = read_qrels(path, label_range=None)
+    else:
+        frame = read_pairs(path, text=False, label_range=None)
+    return frame.select(ID_COLUMNS)
+
+
+def _headerless_qrels(path: str | os.PathLike[str]) -> bool:
+    """A text table whose first line is four fields, none of them a column name."""
+    name = str(path).lower().removesuffix(".gz")
+    if not name.endswith((".tsv", ".txt")) or not Path(path).is_file():
+        return False
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rb") as handle, damaged_gzip(path):
+        first = handle.readline().removeprefix(BOM).decode("utf-8", errors="replace")
+    fields = first.split()
+    return len(fields) == 4 and not _KNOWN & set(fields)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _read_table(
+    path: str | os.PathLike[str],
+    *,
+    headerless: tuple[str, ...] | None = None,
+    header_words: tuple[str, ...] = (),
+) -> tuple[pl.DataFrame, int]:
+    """Read a table by extension; return it and the file line of its first row (0: Parquet).
+
+    A TSV is read without a header when ``headerless`` names its columns, its first line
+    has that many fields and none of them is a known column name (``header_words`` or the
+    alias lists).
+    """
+    p = Path(path)
+    name = p.name.lower()
+    if not p.is_file():
+        raise input_error(path, "is a directory, not a file" if p.is_dir() else "no such file")
+    stem = name[:-3] if name.endswith(".gz") else name
+    raw: bytes | None = None
+    try:
+        if stem.endswith(".parquet"):
+            return pl.read_parquet(p), 0
+        with damaged_gzip(path):
+            raw = gzip.decompress(p.read_bytes()) if name.endswith(".gz") else p.read_bytes()
+        raw = raw.removeprefix(BOM)  # a UTF-8 byte-order mark is not part of the first field
+        if stem.endswith(".jsonl"):
+            if not raw.strip():
+                raise input_error(path, "the file is empty")
+            return pl.read_ndjson(io.BytesIO(raw), infer_schema_length=None), 1
+        if stem.endswith(".csv"):
+            if not raw.strip():
+                raise input_error(path, "the file is empty")
+            return pl.read_csv(io.BytesIO(raw), infer_schema=False), 2
+        if stem.endswith((".tsv", ".txt")):
+            return _read_tsv(raw, path, headerless, header_words)
+    except RerankError:
+        raise
+    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        _locate_bad_utf8(path, raw)  # polars says only "invalid utf-8 sequence"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise input_error(path, f"cannot read {stem.rsplit('.', 1)[-1]}: {first}") from None
+    raise input_error(path, "unknown format; use .tsv, .csv, .jsonl or .parquet (optionally .gz)")
+
+
+def _locate_bad_utf8(path: str | os.PathLike[str], raw: bytes | None) -> None:
+    """Raise a located error if raw is not UTF-8 (only on the error path: it decodes all)."""
+    if raw is None:
+        return
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        line = raw[: bad.start].count(b"\n") + 1
+        raise input_error(
+            path, f"expected UTF-8 text, got byte {raw[bad.start]:#04x}", row=line
+        ) from None
+
+
+def _read_tsv(
+    raw: bytes,
+    path: str | os.PathLike[str],
+    headerless: tuple[str, ...] | None,
+    header_words: tuple[str, ...],
+) -> tuple[pl.DataFrame, int]:
+    first_line = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
+    if not first_line.strip():
+        raise input_error(path, "the file is empty", row=1)
+    fields = first_line.split("\t")
+    no_header = (
+        headerless is not None
+        and len(fields) == len(headerless)
+        and not (_KNOWN | set(header_words)) & set(fields)
+    )
+    twice = next((f for i, f in enumerate(fields) if f in fields[:i]), None)
+    if twice is not None and not no_header:  # polars would rename it and read the first
+        raise input_error(path, f"column {twice!r} appears twice in the header", row=1)
+    frame = pl.read_csv(
+        io.BytesIO(raw),
+        separator="\t",
+        has_header=not no_header,
+        new_columns=list(headerless) if no_header and headerless else None,
+        quote_char=None,
+        infer_schema=False,
+    )
+    return frame, 1 if no_header else 2
+
+
+def _rename(
+    frame: pl.DataFrame,
+    aliases: dict[str, tuple[str, ...]],
+    path: str | os.PathLike[str],
+) -> pl.DataFrame:
+    renames = {}
+    for column, names in aliases.items():
+        found = next((n for n in names if n in frame.columns), None)
+        if found is None:
+            accepted = " or ".join(repr(n) for n in names)
+            raise input_error(path, f"missing column {accepted}; have {frame.columns}")
+        renames[found] = column
+    return frame.rename({k: v for k, v in renames.items() if k != v})
+
+
+def _check_ids(frame: pl.DataFrame, column: str, path: str | os.PathLike[str], offset: int) -> None:
+    if frame.height == 0:
+        raise input_error(path, "no rows")
+    ids = frame.get_column(column)
+    bad = ids.is_null() | (ids.str.strip_chars() == "")
+    if bad.any():
+        at = int(bad.arg_max() or 0)
+        raise input_error(path, "expected a non-empty id", row=_row(at, offset), column=column)
+    duplicated = ids.is_duplicated() & ~ids.is_first_distinct()
+    if duplicated.any():
+        at = int(duplicated.arg_max() or 0)
+        raise input_error(
+            path, f"{ids[at]!r} occurs more than once", row=_row(at, offset), column=column
+        )
+
+
+def _row(index: int, offset: int) -> int:
+    """File line (TSV, JSONL) or 1-based row number (Parquet, offset 0) of row ``index``."""
+    return index + (offset if offset else 1)
