@@ -601,14 +601,15 @@ def test_resume_with_other_data_lr_or_steps_warns_naming_the_change(setup, caplo
 
 def test_a_changed_data_file_under_the_same_name_is_warned_about(setup):
     from rerank.config import to_toml
+    from rerank.training.resume import changes_since
 
     tmp_path, config = setup
     cfg = run_config(config)
     size = (tmp_path / "train.parquet").stat().st_size
     same = {"config": to_toml(cfg), "data_bytes": size}
-    assert train_module._changes_since(same, cfg) == []
+    assert changes_since(same, cfg) == []
     changed = {"config": to_toml(cfg), "data_bytes": size + 10}
-    assert train_module._changes_since(changed, cfg) == [
+    assert changes_since(changed, cfg) == [
         f"data.train changed since the checkpoint ({size + 10:,} -> {size:,} bytes)"
     ]
 
@@ -770,7 +771,7 @@ def test_a_non_finite_teacher_score_is_refused_at_reading(setup, capsys):
     ]
     assert train_cli(config, *argv, "--set", "objective.0.target=teacher:t1") == 2
     line = one_line_error(capsys, "train")
-    assert "rekindle.tsv:7: column 'teacher:t1': expected a finite number, got 'nan'" in line
+    assert "rekindle.tsv:7: column 'teacher:t1': expected a finite number, got 'NaN'" in line
 
 
 def test_non_utf8_bytes_in_a_pairs_input_are_located(tmp_path):

@@ -21,7 +21,7 @@ from rerank.errors import RerankError
 from rerank.training import checkpoint as ckpt
 from rerank.training.processes import Dist
 
-__all__ = ["Position", "checkpoint_state", "restore", "save"]
+__all__ = ["Position", "changes_since", "checkpoint_state", "data_bytes", "restore", "save"]
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def checkpoint_state(cfg: Config, out_dir: Path, dist: Dist) -> dict | None:
     if resume and state is None and dist.main:
         log.warning("%s: no checkpoint to resume from; starting at step 0", out_dir)
     if state is not None and dist.main:
-        for change in _changes_since(state, cfg):
+        for change in changes_since(state, cfg):
             log.warning("resuming with %s", change)
     return state
 
@@ -111,7 +111,7 @@ _RESUME_KEYS = (
 )
 
 
-def _changes_since(state: dict, cfg: Config) -> list[str]:
+def changes_since(state: dict, cfg: Config) -> list[str]:
     """What differs between the checkpoint's run and this one, e.g. ``train.lr_max 3e-05 -> 1e-4``."""
     try:
         import tomllib
