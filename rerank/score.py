@@ -439,7 +439,7 @@ def rerank_run(
         The first-stage run: TREC (``.run``/``.trec``) or a table ``query_id, doc_id, score``.
     queries_path, corpus_path
         Query and document texts, as ``rerank pairs`` reads them
-        (:func:`rerank.pairs.read_queries`, :func:`rerank.pairs.read_documents`: a corpus
+        (:func:`rerank.data.read_queries`, :func:`rerank.data.read_documents`: a corpus
         may have ``text`` only, without a title; ``.gz`` and ``.csv`` work too).
     out_path
         The re-ranked output; ``.run``/``.trec`` writes a TREC run ranked by the model's

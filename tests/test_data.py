@@ -16,7 +16,7 @@ import pytest
 
 from rerank import data
 from rerank.errors import RerankError
-from rerank.tables import checks as _data_checks
+from rerank.tables import checks
 
 HEADER = "query_id\tdoc_id\tquery\ttitle\tsummary\tlabel\n"
 GOOD_TSV = (
@@ -461,14 +461,14 @@ def test_attach_in_memory_frames_name_rows():
 def test_attach_survives_hash_collisions(monkeypatch):
     """Make the first pair hash collide on every row: the duplicate check must fall back
     to comparing ids, and the merge must still match rows through the second hash."""
-    real = _data_checks.pair_hash
+    real = checks.pair_hash
 
     def colliding(frame, ids, *, seed=0):
         if seed == 0:
             return pl.Series([0] * frame.height, dtype=pl.UInt64)
         return real(frame, ids, seed=seed)
 
-    monkeypatch.setattr(_data_checks, "pair_hash", colliding)
+    monkeypatch.setattr(checks, "pair_hash", colliding)
     scores = pl.DataFrame(
         {"query_id": ["q2", "q1", "q1"], "doc_id": ["a", "c", "a"], "score": [0.9, 0.3, 0.5]}
     )
@@ -503,9 +503,9 @@ def test_attach_matches_a_polars_join_on_shuffled_partial_overlap():
 
 def test_attach_with_many_colliding_first_hashes(monkeypatch):
     """Every row shares one first hash: the merge must try every pair in the run."""
-    real = _data_checks.pair_hash
+    real = checks.pair_hash
     monkeypatch.setattr(
-        _data_checks,
+        checks,
         "pair_hash",
         lambda frame, ids, *, seed=0: (
             pl.Series([7] * frame.height, dtype=pl.UInt64)

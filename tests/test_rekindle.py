@@ -254,3 +254,31 @@ def test_standardized_targets_keep_order_and_leave_the_store_raw(setup, tmp_path
     assert abs(z.mean()) < 1e-9 and abs(z.std(ddof=1) - 1) < 1e-9
     assert (np.argsort(z) == np.argsort(raw)).all()
     assert np.allclose(z, (raw - raw.mean()) / raw.std(ddof=1))
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_a_non_finite_teacher_score_in_the_store_is_one_line_on_either_route(
+    setup, tmp_path, standardize
+):
+    """Both routes into training (z-scored in memory, or the store file itself) read the
+    teacher column through the validated reader: file, row and column, before any step."""
+    from rerank.rekindle.pretrain import score_teachers
+    from rerank.rekindle.store import PROVENANCE_KEY, read_provenance
+
+    flag = f"rekindle.standardize={'true' if standardize else 'false'}"
+    cfg = config(setup, tmp_path / "nan", flag, "train.steps=1")
+    store = score_teachers(cfg).path
+    frame = pl.read_parquet(store)
+    scores = frame["teacher:t1"].to_list()
+    scores[3] = float("nan")  # a store scored elsewhere; its provenance still matches
+    provenance = json.dumps(read_provenance(store), sort_keys=True)
+    frame.with_columns(pl.Series("teacher:t1", scores)).write_parquet(
+        store, metadata={PROVENANCE_KEY: provenance}
+    )
+    with pytest.raises(RerankError) as err:
+        pretrain(cfg)
+    message = str(err.value)
+    assert message.endswith(
+        "teacher_scores.parquet: row 4: column 'teacher:t1': expected a finite number, got nan"
+    )
+    assert "\n" not in message and not (tmp_path / "nan" / "final").exists()

@@ -107,7 +107,7 @@ def sentence_pairs(
     Parameters
     ----------
     docs
-        ``doc_id, title, summary`` (as :func:`rerank.pairs.read_documents` returns).
+        ``doc_id, title, summary`` (as :func:`rerank.data.read_documents` returns).
     random_pairs
         Extra non-adjacent pairs per document (fewer when the document has too few).
     max_pairs
