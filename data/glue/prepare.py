@@ -24,10 +24,10 @@ MAX_PAIRS = 4000
 
 
 def main() -> None:
+    from rerank.data import read_documents, write_table
     from rerank.glue.readers import read_splits
     from rerank.glue.sentences import sentence_pairs
     from rerank.glue.tasks import TASKS
-    from rerank.pairs import read_documents, write_pairs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=HERE.parents[2] / "shared" / "data")
@@ -39,7 +39,7 @@ def main() -> None:
         shutil.copyfile(args.shared / "glue" / "STS-B" / name, args.out / "STS-B" / name)
     docs = read_documents(args.shared / "cranfield" / "docs.jsonl")
     pairs = sentence_pairs(docs, random_pairs=1, max_pairs=MAX_PAIRS, seed=0)
-    write_pairs(pairs, args.out / "sentences.parquet")
+    write_table(pairs, args.out / "sentences.parquet")
     print(f"sentences.parquet: {pairs.height:,} pairs from {docs.height:,} Cranfield documents")
 
     for name, task in TASKS.items():

@@ -80,7 +80,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from rerank.atomic import check_output
-    from rerank.pairs import build_pairs, read_documents, read_judged, read_queries, write_pairs
+    from rerank.data import read_documents, read_judged, read_queries, write_table
+    from rerank.pairs import build_pairs
 
     inputs = {"--queries": args.queries, "--corpus": args.corpus}
     check_output(args.out, {**inputs, "--exclude-judged": args.exclude_judged})
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
         write_trec_run(pairs.select("query_id", "doc_id", "score"), args.out, tag="bm25")
     else:
-        write_pairs(pairs, args.out)
+        write_table(pairs, args.out)
     matched = pairs.get_column("query_id").n_unique()
     print(
         f"wrote {pairs.height:,} pairs for {matched:,} of {queries.height:,} queries "
@@ -113,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_judged(args: argparse.Namespace) -> int:
-    from rerank.data import read_labels
-    from rerank.pairs import labeled_pairs, read_documents, read_queries, write_pairs
+    from rerank.data import read_documents, read_labels, read_queries, write_table
+    from rerank.pairs import labeled_pairs
 
     if not args.qrels or not args.queries:
         raise RerankError("--mode judged needs --qrels, --queries and --corpus")
@@ -122,7 +123,7 @@ def _run_judged(args: argparse.Namespace) -> int:
     pairs = labeled_pairs(
         qrels, read_queries(args.queries), read_documents(args.corpus), qrels_path=args.qrels
     )
-    write_pairs(pairs, args.out)
+    write_table(pairs, args.out)
     print(
         f"wrote {pairs.height:,} labeled pairs of {pairs['query_id'].n_unique():,} queries "
         f"to {args.out}",
@@ -132,8 +133,8 @@ def _run_judged(args: argparse.Namespace) -> int:
 
 
 def _run_sentences(args: argparse.Namespace) -> int:
+    from rerank.data import read_documents, write_table
     from rerank.glue.sentences import sentence_pairs
-    from rerank.pairs import read_documents, write_pairs
 
     if args.max_pairs is not None and args.max_pairs < 1:
         raise RerankError(f"--max-pairs: expected a positive integer, got {args.max_pairs}")
@@ -141,7 +142,7 @@ def _run_sentences(args: argparse.Namespace) -> int:
     pairs = sentence_pairs(
         docs, random_pairs=args.random_pairs, max_pairs=args.max_pairs, seed=args.seed
     )
-    write_pairs(pairs, args.out)
+    write_table(pairs, args.out)
     print(
         f"wrote {pairs.height:,} sentence pairs from {docs.height:,} documents to {args.out}",
         file=sys.stderr,

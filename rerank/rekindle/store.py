@@ -278,16 +278,7 @@ def build_store(
         teacher is reused and nothing else changed, the file is left untouched.
     """
     names = [t.name for t in teachers]
-    if not teachers:
-        raise RerankError("build_store: at least one teacher is needed")
-    if len(set(names)) != len(names):
-        raise RerankError(f"build_store: teacher names must be distinct, got {names}")
-    out = Path(out)
-    if out.suffix != ".parquet":
-        raise input_error(out, "the teacher-score store must be a .parquet file")
-    data = Path(data)
-    if not data.is_file():
-        raise input_error(data, "rekindle data file does not exist")
+    data, out = _check_inputs(Path(data), names, Path(out))
     data_record = {"path": str(data), "sha256": file_sha256(data)}
     records = {t.name: _teacher_record(t, max_length) for t in teachers}
 
@@ -311,35 +302,12 @@ def build_store(
         return StoreResult(out, (), tuple(names))
 
     rows = _read_rows(data) if old_frame is None else old_frame.select(PAIRS)
-    scorer = scorer or _default_scorer
-    columns = []
-    for teacher in teachers:
-        column = teacher_column(teacher.name)
-        if teacher.name in reuse:
-            assert old_frame is not None
-            columns.append(old_frame.get_column(column))
-            continue
-        kind = records[teacher.name]["kind"]
-        log.info(
-            "scoring %d rekindle pairs with %s teacher '%s' (%s)",
-            rows.height,
-            kind,
-            teacher.name,
-            teacher.path,
-        )
-        if kind == "run":
-            scores = _run_scores(Path(teacher.path), rows)
-        elif kind == "bi-encoder":
-            scores = _bi_encoder_scores(Path(teacher.path), rows)
-        else:
-            scores = scorer(Path(teacher.path), rows, teacher.head, max_length)
-        if len(scores) != rows.height:
-            raise RerankError(
-                f"teacher '{teacher.name}': scorer returned {len(scores)} scores for {rows.height} rows"
-            )
-        # a classification teacher (GLUE) returns per-class logits as a List(Float64) column
-        nested = isinstance(scores, pl.Series) and scores.dtype.is_nested()
-        columns.append(pl.Series(column, scores, dtype=None if nested else pl.Float64))
+    columns = [
+        old_frame.get_column(teacher_column(t.name))
+        if old_frame is not None and t.name in reuse
+        else _scores(t, records[t.name]["kind"], rows, scorer or _default_scorer, max_length)
+        for t in teachers
+    ]
     frame = rows.with_columns(columns)
     provenance = {
         "data": {**data_record, "rows": rows.height},
@@ -351,6 +319,44 @@ def build_store(
         frame.write_parquet(tmp, metadata={PROVENANCE_KEY: json.dumps(provenance, sort_keys=True)})
     scored = tuple(n for n in names if n not in reuse)
     return StoreResult(out, scored, tuple(n for n in names if n in reuse))
+
+
+def _check_inputs(data: Path, names: list[str], out: Path) -> tuple[Path, Path]:
+    if not names:
+        raise RerankError("build_store: at least one teacher is needed")
+    if len(set(names)) != len(names):
+        raise RerankError(f"build_store: teacher names must be distinct, got {names}")
+    if out.suffix != ".parquet":
+        raise input_error(out, "the teacher-score store must be a .parquet file")
+    if not data.is_file():
+        raise input_error(data, "rekindle data file does not exist")
+    return data, out
+
+
+def _scores(
+    teacher: Teacher, kind: str, rows: pl.DataFrame, scorer: Scorer, max_length: int
+) -> pl.Series:
+    """Teacher ``teacher``'s column of the store: its score of every row."""
+    log.info(
+        "scoring %d rekindle pairs with %s teacher '%s' (%s)",
+        rows.height,
+        kind,
+        teacher.name,
+        teacher.path,
+    )
+    if kind == "run":
+        scores = _run_scores(Path(teacher.path), rows)
+    elif kind == "bi-encoder":
+        scores = _bi_encoder_scores(Path(teacher.path), rows)
+    else:
+        scores = scorer(Path(teacher.path), rows, teacher.head, max_length)
+    if len(scores) != rows.height:
+        raise RerankError(
+            f"teacher '{teacher.name}': scorer returned {len(scores)} scores for {rows.height} rows"
+        )
+    # a classification teacher (GLUE) returns per-class logits as a List(Float64) column
+    nested = isinstance(scores, pl.Series) and scores.dtype.is_nested()
+    return pl.Series(teacher_column(teacher.name), scores, dtype=None if nested else pl.Float64)
 
 
 def _read_rows(path: Path) -> pl.DataFrame:

@@ -131,16 +131,23 @@ def read_pairs(
         if given.height == 0:
             raise input_error(source.label, "no rows")
         raw = given.select(wanted)
-    typed = {c: checks.as_id(raw, c, source) for c in ID_COLUMNS}
-    if text:
-        typed["query"] = checks.as_query_text(raw, source)
-        typed.update({c: checks.as_text(raw, c, source) for c in ("title", "summary")})
-    if "label" in wanted:
-        typed["label"] = checks.as_label(raw, "label", source, label_range)
-    typed.update({c: checks.as_target(raw, c, source) for c in targets})
-    frame = checks.validated(raw, typed, source)
+    frame = checks.validated(raw, _typed(raw, source, label_range, targets), source)
     checks.require_unique(frame, ID_COLUMNS, source)
     return frame
+
+
+def _typed(
+    raw: pl.DataFrame, source: Source, label_range: LabelRange, targets: Sequence[str]
+) -> dict[str, checks.Typed]:
+    """The typed columns (and their checks) of the columns read."""
+    typed = {c: checks.as_id(raw, c, source) for c in ID_COLUMNS}
+    if "query" in raw.columns:
+        typed["query"] = checks.as_query_text(raw, source)
+        typed.update({c: checks.as_text(raw, c, source) for c in ("title", "summary")})
+    if "label" in raw.columns:
+        typed["label"] = checks.as_label(raw, "label", source, label_range)
+    typed.update({c: checks.as_target(raw, c, source) for c in targets})
+    return typed
 
 
 def _training_jsonl(
