@@ -115,8 +115,8 @@ def _train(
     stop = run.total if max_steps_this_run is None else min(run.total, max_steps_this_run)
     threads = torch.get_num_threads()
     metrics: dict[str, float] = {}
+    tc = cfg.train
     while at.step < stop:
-        tc = cfg.train
         lr = lr_at(
             at.step,
             total_steps=run.total,
