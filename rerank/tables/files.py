@@ -14,7 +14,7 @@ import io
 import json
 import os
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,16 +204,22 @@ def _read_failure(source: Source, err: Exception) -> RerankError:
             if not isinstance(value, dict):
                 return input_error(source.name, "expected a JSON object", row=number)
     if source.kind != "parquet":
-        for number, raw in enumerate(_lines(source.name), start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as bad:
-                text = (
-                    f"expected UTF-8 text, got byte {raw[bad.start]:#04x} at byte {bad.start + 1}"
-                )
-                return input_error(source.name, text, row=number)
+        bad_text = utf8_error(source.name, _lines(source.name))
+        if bad_text is not None:
+            return bad_text
     first = (str(err).strip().splitlines() or [type(err).__name__])[0]
     return input_error(source.name, f"cannot read as {source.kind}: {first}")
+
+
+def utf8_error(name: PathLike | None, lines: Iterable[bytes]) -> RerankError | None:
+    """The error naming the first line that is not UTF-8 (``None``: all are)."""
+    for number, raw in enumerate(lines, start=1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            text = f"expected UTF-8 text, got byte {raw[bad.start]:#04x} at byte {bad.start + 1}"
+            return input_error(name, text, row=number)
+    return None
 
 
 def columns(source: Source) -> list[str]:

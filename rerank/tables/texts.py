@@ -26,7 +26,7 @@ import polars as pl
 
 from rerank.errors import RerankError, input_error
 from rerank.tables.columns import ID_COLUMNS
-from rerank.tables.files import BOM, damaged_gzip
+from rerank.tables.files import BOM, damaged_gzip, utf8_error
 from rerank.tables.formats import is_qrels
 
 __all__ = ["read_documents", "read_judged", "read_queries"]
@@ -142,23 +142,12 @@ def _read_table(
     except RerankError:
         raise
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
-        _locate_bad_utf8(path, raw)  # polars says only "invalid utf-8 sequence"
+        bad_text = raw is not None and utf8_error(path, raw.split(b"\n"))
+        if bad_text:  # polars says only "invalid utf-8 sequence"
+            raise bad_text from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise input_error(path, f"cannot read {stem.rsplit('.', 1)[-1]}: {first}") from None
     raise input_error(path, "unknown format; use .tsv, .csv, .jsonl or .parquet (optionally .gz)")
-
-
-def _locate_bad_utf8(path: str | os.PathLike[str], raw: bytes | None) -> None:
-    """Raise a located error if raw is not UTF-8 (only on the error path: it decodes all)."""
-    if raw is None:
-        return
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as bad:
-        line = raw[: bad.start].count(b"\n") + 1
-        raise input_error(
-            path, f"expected UTF-8 text, got byte {raw[bad.start]:#04x}", row=line
-        ) from None
 
 
 def _read_tsv(
