@@ -164,7 +164,7 @@ def _weights_hashes(path: Path) -> dict[str, str]:
     return {name: file_sha256(path / name) for name in WEIGHT_FILES if (path / name).is_file()}
 
 
-def _teacher_record(teacher: Teacher, max_length: int) -> dict[str, Any]:
+def _teacher_record(teacher: Teacher, max_length: int | None) -> dict[str, Any]:
     kind = teacher_kind(teacher)
     path = Path(teacher.path)
     record: dict[str, Any] = {"kind": kind, "path": str(teacher.path), "head": None}
@@ -178,11 +178,13 @@ def _teacher_record(teacher: Teacher, max_length: int) -> dict[str, Any]:
         root = resolve_model_path(teacher.path)
         files = {f.relative_to(root).as_posix(): file_sha256(f) for f in scoring_files(root)}
         return {**record, "max_length": None, "weights": files}
+    from rerank.model import saved_input_lengths
+
     return {
         **record,
         "head": teacher.head,
-        "max_length": max_length,
         "weights": _weights_hashes(path),
+        "max_length": max_length or saved_input_lengths(path)["max_length"],
     }
 
 
@@ -255,7 +257,7 @@ def build_store(
     teachers: Sequence[Teacher],
     out: str | os.PathLike[str],
     *,
-    max_length: int = 256,
+    max_length: int | None = None,
     scorer: Scorer | None = None,
 ) -> StoreResult:
     """Score the rekindle rows of ``data`` with every teacher into the store ``out``.
@@ -270,7 +272,9 @@ def build_store(
     out
         The store (``.parquet``). Written atomically.
     max_length
-        Token length the teachers score at (part of the provenance).
+        Token length the cross-encoder teachers score at (part of the provenance);
+        ``None``: each teacher's own input lengths, saved with it
+        (:func:`rerank.model.saved_input_lengths`), its query cap included.
     scorer
         How a cross-encoder teacher scores rows (default: :func:`rerank.score.score_frame`
         on the loaded model). Tests pass a cheap one. Bi-encoder teachers score with
@@ -337,7 +341,8 @@ def build_store(
         elif kind == "bi-encoder":
             scores = _bi_encoder_scores(Path(teacher.path), rows)
         else:
-            scores = scorer(Path(teacher.path), rows, teacher.head, max_length)
+            length = records[teacher.name]["max_length"]
+            scores = scorer(Path(teacher.path), rows, teacher.head, length)
         if len(scores) != rows.height:
             raise RerankError(
                 f"teacher '{teacher.name}': scorer returned {len(scores)} scores for {rows.height} rows"
