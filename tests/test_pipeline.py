@@ -44,7 +44,7 @@ def test_a_stage_runs_once_and_its_record_has_the_one_schema(tmp_path):
 def test_a_record_lacking_the_schema_fields_is_one_line(tmp_path):
     marker = tmp_path / DONE
     marker.write_text(json.dumps({"stage": "teacher stsb", "result": {"seconds": 1.0}}))
-    with pytest.raises(RerankError, match="stage record without seconds .* delete it"):
+    with pytest.raises(RerankError, match=r"stage record without seconds .* delete it"):
         read_done(marker)
     marker.write_text("{")
     with pytest.raises(RerankError, match="not a stage record"):
