@@ -44,13 +44,14 @@ from rerank.rekindle.baselines import compare_rows, fuse_with_dense
 from rerank.rekindle.cycle_config import CycleConfig, load_cycle
 from rerank.rekindle.pretrain import RekindleConfig
 from rerank.rekindle.stages import (
-    evaluate_stage,
+    evaluate_rows,
     finetune_config,
     model_of,
     pairs_stage,
     pretrain_config,
     pretrain_stage,
     query_subset,
+    reference_pnr,
     report_measures,
     score_stage,
     slug,
@@ -73,24 +74,13 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
     recipe = stage_config(cfg.finetune, Config, c, output_dir=out, seed=c.seed)
     teacher_init = cfg.finetune.teacher_model or recipe.model.path
 
-    # 1. the teacher; 2. the rekindle pairs; 3. their teacher scores (the store, reused
-    # while data and teacher are unchanged)
-    if cfg.finetune.teacher:
-        teacher_dir = cfg.finetune.teacher
-        notes.append(f"teacher given ({teacher_dir}); its fine-tune was not run")
-    else:
-        teacher_dir = _finetune(cfg, pipe, "teacher", out / "teacher", teacher_init)
+    # 1. the teacher; 2. the rekindle pairs; 3. their teacher scores (the store)
+    teacher_dir = _teacher(cfg, out, pipe, teacher_init, notes)
     pairs = pipe.run(
         "pairs", out / "pairs", lambda: pairs_stage(cfg, out / "pairs"), tags={"kind": "pairs"}
     )["path"]
     base = stage_config(cfg.pretrain, RekindleConfig, c, output_dir=out, seed=c.seed)
-    store = out / "pairs" / "teacher_scores.parquet"
-    pipe.run(
-        "score",
-        out / "pairs" / "score",
-        lambda: score_stage(cfg, base, teacher_dir, pairs, store),
-        tags={"kind": "score"},
-    )
+    store = _score(cfg, pipe, out / "pairs", base, teacher_dir, pairs, "score")
 
     # 4. expert-guided pre-training, one run per variant
     eval_path = _figure_eval_split(cfg, out)
@@ -116,25 +106,20 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
     models.update(_plain_baselines(cfg, out, pipe, teacher_dir, teacher_init, recipe, pre, notes))
 
     # 6. Figure 3: downstream PNR of the pre-training snapshots
-    if c.figure_proxy == "zero-shot":
-        curves = {v: pre[v]["zero_shot"] for v in c.figure_variants}
-        proxy = "zero-shot PNR of the distilled score head on the eval split" + (
-            f" (its first {c.figure_eval_queries} queries)" if c.figure_eval_queries else ""
-        )
-    else:
-        curves = {v: _finetuned_curve(cfg, out, pipe, v, pre[v]) for v in c.figure_variants}
-        proxy = f"eval-split PNR after a {c.figure_finetune_steps}-step fine-tune of each snapshot"
+    curves, proxy = _figure_curves(cfg, out, pipe, pre)
 
     # 7. evaluation of every model on both splits (BM25 from its runs, the dense expert
     # zero-shot), the fused row, and the final model against every other row
-    results, scores = _evaluate_all(cfg, out, pipe, models)
+    results, scores = evaluate_rows(cfg, out, pipe, models)
     last = "rekindled" if c.rounds == 1 else f"rekindled (round {c.rounds})"
     fusion = None
     if c.fusion:
         fusion = fuse_with_dense(cfg, out / "eval", last, results, scores, report_measures(cfg))
     final = f"{last} + dense" if fusion else last
     comparisons = compare_rows(cfg.cycle.eval, cfg.cycle.test, scores, final, seed=c.seed)
-    references = _references(out, eval_path) if c.figure_proxy == "zero-shot" and eval_path else {}
+    references = (
+        reference_pnr(out, eval_path) if c.figure_proxy == "zero-shot" and eval_path else {}
+    )
 
     report = {
         "name": c.name,
@@ -153,6 +138,55 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
     }
     write_report(out, report)
     return report
+
+
+def _teacher(
+    cfg: CycleConfig, out: Path, pipe: Pipeline, teacher_init: str, notes: list[str]
+) -> str:
+    """The teacher's model folder: given (``finetune.teacher``), or fine-tuned now."""
+    if cfg.finetune.teacher:
+        notes.append(f"teacher given ({cfg.finetune.teacher}); its fine-tune was not run")
+        return cfg.finetune.teacher
+    return _finetune(cfg, pipe, "teacher", out / "teacher", teacher_init)
+
+
+def _score(
+    cfg: CycleConfig,
+    pipe: Pipeline,
+    where: Path,
+    base: RekindleConfig,
+    teacher: str,
+    pairs: str,
+    name: str,
+) -> Path:
+    """The experts' scores of the pairs, ``where/teacher_scores.parquet`` (the store; a
+    column is reused while the data and that expert are unchanged)."""
+    store = where / "teacher_scores.parquet"
+    pipe.run(
+        name,
+        where / "score",
+        lambda: score_stage(cfg, base, teacher, pairs, store),
+        tags={"kind": "score"},
+    )
+    return store
+
+
+def _figure_curves(
+    cfg: CycleConfig, out: Path, pipe: Pipeline, pre: dict[str, dict[str, Any]]
+) -> tuple[dict[str, list[list[float]]], str]:
+    """Downstream PNR of the pre-training snapshots of each figure variant, and its name."""
+    c = cfg.cycle
+    if c.figure_proxy == "zero-shot":
+        curves = {v: pre[v]["zero_shot"] for v in c.figure_variants}
+        proxy = "zero-shot PNR of the distilled score head on the eval split" + (
+            f" (its first {c.figure_eval_queries} queries)" if c.figure_eval_queries else ""
+        )
+        return curves, proxy
+    curves = {v: _finetuned_curve(cfg, out, pipe, v, pre[v]) for v in c.figure_variants}
+    return (
+        curves,
+        f"eval-split PNR after a {c.figure_finetune_steps}-step fine-tune of each snapshot",
+    )
 
 
 def _subset_splits(cfg: CycleConfig, out: Path) -> list[str]:
@@ -274,13 +308,7 @@ def _round(
     The 'teacher' expert is now ``teacher`` (the previous round's rekindled student); the
     student starts again from the general encoder; only the first variant is run.
     """
-    store = where / "teacher_scores.parquet"
-    pipe.run(
-        f"score[round {n}]",
-        where / "score",
-        lambda: score_stage(cfg, base, teacher, pairs, store),
-        tags={"kind": "score", "round": n},
-    )
+    store = _score(cfg, pipe, where, base, teacher, pairs, f"score[round {n}]")
     v = cfg.cycle.variants[0]
     pre_dir = where / "pretrain" / slug(v)
     pre = _pretrain(cfg, pipe, v, pre_dir, teacher, pairs, store, None, f"pretrain[{v}, round {n}]")
@@ -322,75 +350,6 @@ def _finetuned_curve(
         done = pipe.train(name, where, config, short, tags={"kind": "figure", "step": int(step)})
         points.append([int(step), done["pnr"]])
     return points
-
-
-def _evaluate_all(
-    cfg: CycleConfig, out: Path, pipe: Pipeline, models: dict[str, str]
-) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, str]]]:
-    """Measures of every row on both splits, and the score file behind each."""
-    from rerank.evaluation import evaluate_files
-    from rerank.rekindle.baselines import dense_scores_stage
-
-    c = cfg.cycle
-    splits = {"eval": c.eval, "test": c.test}
-    measures = report_measures(cfg)
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    scores: dict[str, dict[str, str]] = {}
-
-    def measured(split: str, path: str) -> dict[str, float]:
-        rep = evaluate_files(splits[split], path, measures=measures, unmatched="drop")
-        return {k: v for k, v in rep.as_dict().items() if k in measures}
-
-    bm25 = {"eval": c.bm25_eval, "test": c.bm25_test}
-    if all(bm25.values()):
-        results["bm25"] = {split: measured(split, path) for split, path in bm25.items()}
-        scores["bm25"] = dict(bm25)
-
-    def dense_stage(split: str, where: Path) -> dict[str, Any]:
-        path = dense_scores_stage(c.dense, splits[split], where, batch_size=c.score_batch_size)
-        return {"scores": path, "measures": measured(split, path)}
-
-    if c.dense:
-        results["dense"], scores["dense"] = {}, {}
-        for split in splits:
-            where = out / "eval" / f"dense-{split}"
-            done = pipe.run(
-                f"eval[dense/{split}]",
-                where,
-                lambda s=split, w=where: dense_stage(s, w),
-                tags={"kind": "eval", "row": "dense", "split": split},
-            )
-            scores["dense"][split], results["dense"][split] = done["scores"], done["measures"]
-    first_name: dict[str, str] = {}
-    for name, model_dir in models.items():
-        results[name], scores[name] = {}, {}
-        for split, split_path in splits.items():
-            if model_dir in first_name:  # the same model under another name (plain == teacher)
-                results[name][split] = results[first_name[model_dir]][split]
-                scores[name][split] = scores[first_name[model_dir]][split]
-                continue
-            where = out / "eval" / f"{slug(name)}-{split}"
-            results[name][split] = pipe.run(
-                f"eval[{name}/{split}]",
-                where,
-                lambda m=model_dir, s=split_path, w=where: evaluate_stage(m, s, w, cfg),
-                tags={"kind": "eval", "row": name, "split": split},
-            )
-            scores[name][split] = str(where / "scores.parquet")
-        first_name.setdefault(model_dir, name)
-    return results, scores
-
-
-def _references(out: Path, eval_path: str) -> dict[str, float]:
-    """Teacher and rekindled student PNR on the rows the zero-shot curves measure."""
-    from rerank.evaluation import evaluate_files
-
-    references = {}
-    for name in ("teacher", "rekindled"):
-        scores = out / "eval" / f"{slug(name)}-eval" / "scores.parquet"
-        rep = evaluate_files(eval_path, scores, measures=["pnr"], unmatched="drop")
-        references[f"{name} after fine-tune"] = float(rep.aggregate["pnr"])
-    return references
 
 
 def _provenance(cfg: CycleConfig, store: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import polars as pl
 
 from rerank.config import Config, HeadConfig
 from rerank.errors import RerankError
-from rerank.pipeline import check_finished, stage_config
+from rerank.pipeline import Pipeline, check_finished, stage_config
 from rerank.rekindle.cycle_config import CycleConfig
 from rerank.rekindle.pretrain import RekindleConfig, TeacherConfig, ablate, pretrain
 
@@ -262,3 +262,72 @@ def evaluate_stage(model_dir: str, split: str, where: Path, cfg: CycleConfig) ->
 
 def report_measures(cfg: CycleConfig) -> list[str]:
     return list(dict.fromkeys(["pnr", "ndcg@10", *cfg.cycle.measures]))
+
+
+def evaluate_rows(
+    cfg: CycleConfig, out: Path, pipe: Pipeline, models: dict[str, str]
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, str]]]:
+    """Measures of every row on both splits, and the score file behind each."""
+    from rerank.evaluation import evaluate_files
+    from rerank.rekindle.baselines import dense_scores_stage
+
+    c = cfg.cycle
+    splits = {"eval": c.eval, "test": c.test}
+    measures = report_measures(cfg)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    scores: dict[str, dict[str, str]] = {}
+
+    def measured(split: str, path: str) -> dict[str, float]:
+        rep = evaluate_files(splits[split], path, measures=measures, unmatched="drop")
+        return {k: v for k, v in rep.as_dict().items() if k in measures}
+
+    bm25 = {"eval": c.bm25_eval, "test": c.bm25_test}
+    if all(bm25.values()):
+        results["bm25"] = {split: measured(split, path) for split, path in bm25.items()}
+        scores["bm25"] = dict(bm25)
+
+    def dense_stage(split: str, where: Path) -> dict[str, Any]:
+        path = dense_scores_stage(c.dense, splits[split], where, batch_size=c.score_batch_size)
+        return {"scores": path, "measures": measured(split, path)}
+
+    if c.dense:
+        results["dense"], scores["dense"] = {}, {}
+        for split in splits:
+            where = out / "eval" / f"dense-{split}"
+            done = pipe.run(
+                f"eval[dense/{split}]",
+                where,
+                lambda s=split, w=where: dense_stage(s, w),
+                tags={"kind": "eval", "row": "dense", "split": split},
+            )
+            scores["dense"][split], results["dense"][split] = done["scores"], done["measures"]
+    first_name: dict[str, str] = {}
+    for name, model_dir in models.items():
+        results[name], scores[name] = {}, {}
+        for split, split_path in splits.items():
+            if model_dir in first_name:  # the same model under another name (plain == teacher)
+                results[name][split] = results[first_name[model_dir]][split]
+                scores[name][split] = scores[first_name[model_dir]][split]
+                continue
+            where = out / "eval" / f"{slug(name)}-{split}"
+            results[name][split] = pipe.run(
+                f"eval[{name}/{split}]",
+                where,
+                lambda m=model_dir, s=split_path, w=where: evaluate_stage(m, s, w, cfg),
+                tags={"kind": "eval", "row": name, "split": split},
+            )
+            scores[name][split] = str(where / "scores.parquet")
+        first_name.setdefault(model_dir, name)
+    return results, scores
+
+
+def reference_pnr(out: Path, eval_path: str) -> dict[str, float]:
+    """Teacher and rekindled student PNR on the rows the zero-shot curves measure."""
+    from rerank.evaluation import evaluate_files
+
+    references = {}
+    for name in ("teacher", "rekindled"):
+        scores = out / "eval" / f"{slug(name)}-eval" / "scores.parquet"
+        rep = evaluate_files(eval_path, scores, measures=["pnr"], unmatched="drop")
+        references[f"{name} after fine-tune"] = float(rep.aggregate["pnr"])
+    return references
