@@ -227,7 +227,7 @@ class Pipeline:
                 "result": result,
             }
             with atomic_path(marker) as tmp:
-                tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+                tmp.write_text(json.dumps(record, indent=2) + "\n")
             self.timings[name] = seconds
             self.ran.append(name)
         self.records[name] = record
