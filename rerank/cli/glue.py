@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from rerank.config_help import add_help_config
 from rerank.glue.tasks import TASKS
 
 
@@ -68,10 +69,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     cycle = sub.add_parser(
         "cycle",
         help="teachers -> scores -> rekindled (and multi-teacher) students -> report",
-        description="Resumable: a finished stage is skipped on a re-run. Writes report.md "
-        "and report.json under cycle.output_dir.",
+        description="Resumable: a finished stage is skipped on a re-run and a killed training "
+        "stage continues from its checkpoint. Writes report.md and report.json under "
+        "cycle.output_dir.",
     )
     _config_args(cycle, "GLUE cycle", resume=False)
+    add_help_config(cycle, "rerank.glue.cycle:GlueCycleConfig")
     parser.set_defaults(run=run)
     return parser
 
