@@ -34,6 +34,8 @@ fine-tune; otherwise the final model is used. The test split is only ever report
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +89,11 @@ def run_cycle(cfg: CycleConfig) -> dict[str, Any]:
     pre: dict[str, dict[str, Any]] = {}
     for v in dict.fromkeys([*c.variants, *c.figure_variants]):
         figure = eval_path if v in c.figure_variants else None
-        pre[v] = _pretrain(
-            cfg, pipe, v, out / "pretrain" / slug(v), teacher_dir, pairs, store, figure
+        where = out / "pretrain" / slug(v)
+        config = partial(
+            pretrain_config, cfg, v, where / "train", teacher_dir, pairs, store, figure
         )
+        pre[v] = _pretrain(pipe, f"pretrain[{v}]", v, where, config)
 
     # 5. fine-tunes: rekindled students (and further rounds), the plain baselines
     models: dict[str, str] = {"teacher": teacher_dir}
@@ -236,24 +240,11 @@ def _finetune(
 
 
 def _pretrain(
-    cfg: CycleConfig,
-    pipe: Pipeline,
-    variant: str,
-    where: Path,
-    teacher: str,
-    pairs: str,
-    store: Path,
-    eval_path: str | None,
-    name: str = "",
+    pipe: Pipeline, name: str, variant: str, where: Path, config: Callable[[], RekindleConfig]
 ) -> dict[str, Any]:
-    """The pre-training stage of ``variant`` (the student learns the experts' scores)."""
-    return pipe.train(
-        name or f"pretrain[{variant}]",
-        where,
-        lambda: pretrain_config(cfg, variant, where / "train", teacher, pairs, store, eval_path),
-        pretrain_stage,
-        tags={"kind": "pretrain", "variant": variant},
-    )
+    """A pre-training stage (the student learns the experts' scores) of ``variant``."""
+    tags = {"kind": "pretrain", "variant": variant}
+    return pipe.train(name, where, config, pretrain_stage, tags=tags)
 
 
 def _plain_baselines(
@@ -311,7 +302,8 @@ def _round(
     store = _score(cfg, pipe, where, base, teacher, pairs, f"score[round {n}]")
     v = cfg.cycle.variants[0]
     pre_dir = where / "pretrain" / slug(v)
-    pre = _pretrain(cfg, pipe, v, pre_dir, teacher, pairs, store, None, f"pretrain[{v}, round {n}]")
+    config = partial(pretrain_config, cfg, v, pre_dir / "train", teacher, pairs, store, None)
+    pre = _pretrain(pipe, f"pretrain[{v}, round {n}]", v, pre_dir, config)
     ft_dir = where / "finetune" / slug(v)
     return _finetune(cfg, pipe, f"finetune[{v}, round {n}]", ft_dir, pre["final"])
 
