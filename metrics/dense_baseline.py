@@ -18,18 +18,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import polars as pl
+from _record import ROOT, git
 
-ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ["pnr", "ndcg@10", "map"]
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
 def first_queries(path: Path, n: int) -> pl.DataFrame:

@@ -18,34 +18,30 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _record import ROOT, git, mean_sd, stage_records, write_record
+
 MODELS = {
     "teacher": "teacher",
-    "longer": "teacher, equal steps",
-    "student": "rekindled (UEGP)",
-    "multi": "multi-teacher (MoEGP)",
+    "teacher (equal steps)": "teacher, equal steps",
+    "rekindled": "rekindled (UEGP)",
+    "multi-teacher": "multi-teacher (MoEGP)",
 }
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+"""The cycle's report rows (a fine-tune stage's ``row`` tag) -> the record's column names."""
 
 
 def complete_seeds(runs: Path) -> tuple[list[str], list[str]]:
     """(seeds with every model x task stage done, seeds started but not complete)."""
-    counts = {
-        seed.name.removeprefix("seed-"): sum(
-            1 for d in seed.glob("*/done.json") if d.parent.name.split("-", 1)[0] in MODELS
-        )
-        for seed in sorted(runs.glob("seed-*"))
-    }
+    counts: dict[str, int] = {}
+    for record in stage_records(runs):
+        tags = record["tags"]
+        if "seed" in tags:
+            seed = str(tags["seed"])
+            counts[seed] = counts.get(seed, 0) + (tags.get("row") in MODELS)
     most = max(counts.values(), default=0)
     return [s for s, n in counts.items() if n == most], [s for s, n in counts.items() if n < most]
 
@@ -54,39 +50,29 @@ def collect(runs: Path) -> tuple[dict, dict]:
     """(results[task][model][split][metric] = {seed: value}, seconds[stage kind] = total).
 
     Results come from complete seeds only, so every figure of a table averages the same
-    seeds; the seconds count every finished stage.
+    seeds; the seconds count every finished stage. What a stage is comes from its
+    ``done.json`` tags (``kind``, ``seed``, ``task``, ``row``).
     """
     complete, _ = complete_seeds(runs)
     results: dict = {}
     seconds: dict[str, float] = {}
-    for done in sorted(runs.glob("**/done.json")):
-        stage = json.loads(done.read_text())
-        result = stage["result"]
-        kind = done.parent.name.split("-", 1)[0]
-        seconds[kind] = seconds.get(kind, 0.0) + float(result.get("seconds", 0.0))
-        if kind not in MODELS or "dev" not in result:
-            continue
-        task = done.parent.name.split("-", 1)[1]
-        seed = done.parent.parent.name.removeprefix("seed-")
-        if seed not in complete:
+    for record in stage_records(runs):
+        tags, result = record["tags"], record["result"]
+        seconds[tags["kind"]] = seconds.get(tags["kind"], 0.0) + float(record["seconds"])
+        if tags.get("row") not in MODELS or str(tags["seed"]) not in complete:
             continue
         for split in ("dev", "test"):
             for metric, value in result.get(split, {}).items():
                 if metric == "examples":
                     continue
-                cell = results.setdefault(task, {}).setdefault(MODELS[kind], {})
-                cell.setdefault(split, {}).setdefault(metric, {})[seed] = value
+                cell = results.setdefault(tags["task"], {}).setdefault(MODELS[tags["row"]], {})
+                cell.setdefault(split, {}).setdefault(metric, {})[str(tags["seed"])] = value
     return results, seconds
 
 
 def summary(values: dict[str, float]) -> dict:
-    v = list(values.values())
-    return {
-        "mean": statistics.fmean(v),
-        "sd": statistics.stdev(v) if len(v) > 1 else None,
-        "n": len(v),
-        "per_seed": values,
-    }
+    mean, sd = mean_sd(list(values.values()))
+    return {"mean": mean, "sd": sd, "n": len(values), "per_seed": values}
 
 
 def markdown(name: str, results: dict, meta: dict) -> str:
@@ -174,10 +160,7 @@ def main() -> None:
             for task, by_model in results.items()
         },
     }
-    out = ROOT / "metrics"
-    (out / f"{args.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (out / f"{args.name}.md").write_text(markdown(args.name, results, meta))
-    print(markdown(args.name, results, meta))
+    write_record(args.name, payload, markdown(args.name, results, meta))
 
 
 if __name__ == "__main__":

@@ -20,13 +20,11 @@ import argparse
 import datetime as dt
 import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _record import ROOT, git, mean_sd, run_jobs, run_logged, stage_records, write_record
+
 VARIANTS = ["kd+mlm", "kd", "mlm"]
 MEASURES = ("pnr", "ndcg@10")
 ORDER = [
@@ -53,10 +51,6 @@ LABELS = {
 }
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-
 def seed_command(args: argparse.Namespace, seed: int) -> list[str] | None:
     """The ``rerank cycle`` command of one seed (``None``: finished, nothing to run)."""
     out = Path(args.runs) / f"seed-{seed}"
@@ -81,30 +75,14 @@ def seed_command(args: argparse.Namespace, seed: int) -> list[str] | None:
 
 def run_seeds(args: argparse.Namespace) -> None:
     """Run the seeds' cycles, one after the other or (``--parallel``) all at once."""
-    running = []
+    jobs = []
     for seed in args.seeds:
         cmd = seed_command(args, seed)
-        if cmd is None:
-            continue
-        out = Path(args.runs) / f"seed-{seed}"
-        out.mkdir(parents=True, exist_ok=True)
-        print(" ".join(cmd), file=sys.stderr, flush=True)
-        log = open(out / "cycle.log", "a")
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        running.append((seed, proc, log, time.time()))
-        if not args.parallel:
-            _wait(running.pop())
-    for item in running:
-        _wait(item)
-
-
-def _wait(item: tuple) -> None:
-    seed, proc, log, start = item
-    code = proc.wait()
-    log.close()
-    print(f"seed {seed}: exit {code} after {time.time() - start:.0f}s", file=sys.stderr, flush=True)
-    if code:
-        raise SystemExit(f"seed {seed}: rerank cycle failed (see its cycle.log)")
+        if cmd is not None:
+            print(" ".join(cmd), file=sys.stderr, flush=True)
+            log = Path(args.runs) / f"seed-{seed}" / "cycle.log"
+            jobs.append(lambda c=cmd, log=log: run_logged(c, log))
+    run_jobs(jobs, len(jobs) if args.parallel else 1)
 
 
 def aggregate(reports: dict[int, dict]) -> dict:
@@ -120,9 +98,10 @@ def aggregate(reports: dict[int, dict]) -> dict:
         for measures in splits.values():
             for measure, per_seed in list(measures.items()):
                 xs = list(per_seed.values())
+                mean, sd = mean_sd(xs)
                 measures[measure] = {
-                    "mean": statistics.fmean(xs),
-                    "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+                    "mean": mean,
+                    "std": sd or 0.0,
                     "min": min(xs),
                     "max": max(xs),
                     "seeds": per_seed,
@@ -155,9 +134,10 @@ def paired_gains(reports: dict[int, dict]) -> dict:
         for measures in splits.values():
             for measure, per_seed in list(measures.items()):
                 xs = list(per_seed.values())
+                mean, sd = mean_sd(xs)
                 measures[measure] = {
-                    "mean": statistics.fmean(xs),
-                    "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+                    "mean": mean,
+                    "std": sd or 0.0,
                     "wins": sum(x > 0 for x in xs),
                     "seeds": per_seed,
                 }
@@ -264,7 +244,7 @@ def mean_curves(reports: dict[int, dict]) -> dict:
             for step, value in points:
                 curves.setdefault(variant, {}).setdefault(int(step), []).append(value)
     return {
-        v: [[s, statistics.fmean(xs)] for s, xs in sorted(by_step.items())]
+        v: [[s, mean_sd(xs)[0]] for s, xs in sorted(by_step.items())]
         for v, by_step in curves.items()
     }
 
@@ -292,9 +272,7 @@ def main() -> int:
         path = Path(args.runs) / f"seed-{seed}" / "report.json"
         if path.is_file():
             reports[seed] = json.loads(path.read_text())
-            seconds[str(seed)] = sum(
-                json.loads(p.read_text()).get("seconds", 0) for p in path.parent.rglob("done.json")
-            )
+            seconds[str(seed)] = sum(r["seconds"] for r in stage_records(path.parent))
     if not reports:
         print("no finished cycle to aggregate", file=sys.stderr)
         return 1
@@ -331,10 +309,7 @@ def main() -> int:
         "cycle_config_resolved": cfg,
         "notes": [*first.get("notes", []), *args.note],
     }
-    here = Path(__file__).resolve().parent
-    (here / f"{args.name}.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    (here / f"{args.name}.md").write_text(markdown(record))
-    print(markdown(record))
+    write_record(args.name, record, markdown(record), sort_keys=True)
     return 0
 
 

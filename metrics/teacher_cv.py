@@ -31,10 +31,7 @@ import datetime as dt
 import json
 import os
 import random
-import statistics
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -42,14 +39,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "metrics"))
-from teacher_recipes import (  # noqa: E402
-    DATA,
-    RECIPES,
-    command_line,
-    git,
-    train_command,
-    write_record,
-)
+from _record import command_line, git, mean_sd, run_jobs, run_logged, write_record  # noqa: E402
+from teacher_recipes import DATA, RECIPES, train_command  # noqa: E402
 
 CANDIDATES = ["hinge-gap-1500", "hinge-gap-3000", "hinge-gap-3000-dropout"]
 
@@ -92,13 +83,7 @@ def train(out: Path, recipe: str, data: tuple[Path, Path] | None, threads: int) 
     extra = [f"data.train={data[0]}", f"data.eval={data[1]}", "train.eval_every=0"] if data else []
     cmd = train_command(out, recipe, extra)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    log = out.parent / f"{out.name}.log"
-    with log.open("a") as f:
-        f.write("$ " + " ".join(cmd) + "\n")
-        f.flush()
-        done = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
-    if done.returncode:
-        raise SystemExit(f"training {out} failed (exit {done.returncode}); see {log}")
+    run_logged(cmd, out.parent / f"{out.name}.log", env=env)
 
 
 def steps(recipe: str) -> int:
@@ -147,10 +132,8 @@ def bm25_folds(runs: Path, folds: list[tuple[Path, Path]], shared: Path) -> list
 
 
 def _stats(vals: list[float]) -> dict:
-    return {
-        "mean": statistics.fmean(vals) if vals else None,
-        "sd": statistics.stdev(vals) if len(vals) > 1 else None,
-    }
+    mean, sd = mean_sd(vals)
+    return {"mean": mean, "sd": sd}
 
 
 def _paired(folds: list, base: list) -> dict:
@@ -270,9 +253,7 @@ def main() -> None:
         # the first two recipes' runs before the others' (so that a stopped session leaves a
         # complete pairwise comparison), longest first within, so the workers finish together
         jobs.sort(key=lambda j: (args.recipes.index(j[1]) >= 2, -steps(j[1])))
-        with ThreadPoolExecutor(args.jobs) as pool:
-            for f in [pool.submit(train, out, r, d, threads) for out, r, d in jobs]:
-                f.result()
+        run_jobs([lambda j=j: train(*j, threads) for j in jobs], args.jobs)
     record = {
         "command": command_line(),
         "commit": git("rev-parse", "--short", "HEAD"),

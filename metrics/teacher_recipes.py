@@ -23,16 +23,14 @@ import datetime as dt
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import tomllib
+from _record import BIN, ROOT, command_line, git, run_logged, write_record
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT / "data" / "cranfield"
-BIN = ROOT / ".venv" / "bin"
 MEASURES = ["pnr", "ndcg@10", "map"]
 
 _COMMON = ["train.warmup_steps=60", "train.eval_every=100", "train.save_every=100"]
@@ -88,19 +86,6 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
 }  # fmt: skip
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-
-def run(cmd: list[str], log: Path) -> None:
-    with log.open("a") as f:
-        f.write("$ " + " ".join(cmd) + "\n")
-        f.flush()
-        done = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-    if done.returncode:
-        sys.exit(f"{cmd[1]} failed (exit {done.returncode}); see {log}")
-
-
 def train_command(out: Path, name: str, extra: list[str] | None = None) -> list[str]:
     """``rerank train`` of recipe ``name`` into ``out`` (``extra``: more ``--set`` overrides,
     applied last); ``--resume`` when ``out`` holds a checkpoint."""
@@ -110,27 +95,11 @@ def train_command(out: Path, name: str, extra: list[str] | None = None) -> list[
     return [*cmd, "--resume"] if (out / "checkpoint").is_dir() else cmd
 
 
-def command_line() -> str:
-    """How this script was run, for the record."""
-    return "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-
-
-def write_record(name: str, record: dict, text: str) -> None:
-    """``metrics/<name>.json`` (``record``) and ``metrics/<name>.md`` (``text``), atomically."""
-    from rerank.atomic import atomic_path
-
-    out = ROOT / "metrics" / name
-    for suffix, body in ((".json", json.dumps(record, indent=2) + "\n"), (".md", text)):
-        with atomic_path(out.with_suffix(suffix)) as tmp:
-            tmp.write_text(body)
-    print(text)
-
-
 def train_and_score(name: str, runs: Path, *, train: bool = True) -> None:
     out = runs / name
     log = runs / f"{name}.log"
     if train and not (out / "final" / "config.json").is_file():
-        run(train_command(out, name), log)
+        run_logged(train_command(out, name), log)
     if not (out / "test.run").is_file() and (out / "best").is_dir():
         # at the lengths the run trained with (a checkpoint of this version carries them
         # and `rerank score` defaults to them; saying so keeps older checkpoints right)
@@ -138,7 +107,9 @@ def train_and_score(name: str, runs: Path, *, train: bool = True) -> None:
         cmd = [str(BIN / "rerank"), "score", "--model", str(out / "best")]
         cmd += ["--max-length", str(model["max_length"])]
         cmd += ["--max-query-length", str(model["max_query_length"])]
-        run([*cmd, "--data", str(DATA / "test.parquet"), "--out", str(out / "test.run")], log)
+        run_logged(
+            [*cmd, "--data", str(DATA / "test.parquet"), "--out", str(out / "test.run")], log
+        )
 
 
 def test_figures(path: Path) -> dict[str, float]:

@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import torch
+from _record import git
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "zh_sample"
@@ -228,16 +228,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return git("rev-parse", "--short", "HEAD") or "unknown"
 
 
 def markdown(result: dict[str, Any]) -> str:

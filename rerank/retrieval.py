@@ -35,7 +35,7 @@ import polars as pl
 
 from rerank.errors import RerankError
 
-__all__ = ["DEFAULT_B", "DEFAULT_K1", "Analyzer", "Bm25Index"]
+__all__ = ["DEFAULT_B", "DEFAULT_K1", "Analyzer", "Bm25Index", "judged_pool", "title_pairs"]
 
 DEFAULT_K1 = 1.5
 """BM25 term-frequency saturation (bm25s default)."""
@@ -348,6 +348,50 @@ class Bm25Index:
             if at is not None:
                 out.setdefault(query_id, []).append(at)
         return {q: np.asarray(v, dtype=np.int64) for q, v in out.items()}
+
+    def run(self, frame: pl.DataFrame, *, order: pl.Expr | str = "query_id") -> pl.DataFrame:
+        """BM25's run over the rows of ``frame``: ``query_id, doc_id, score, rank``.
+
+        Queries sorted by ``order`` (e.g. ``pl.col("query_id").cast(pl.Int64)``), each
+        ranked by score, ties by ``doc_id``: a shipped ``bm25_<split>.run``.
+        """
+        run = frame.select("query_id", "doc_id").with_columns(self.score_frame(frame))
+        return run.sort(order, "score", "doc_id", descending=[False, True, False]).with_columns(
+            rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("query_id")
+        )
+
+
+def judged_pool(
+    retrieved: pl.DataFrame, qrels: pl.DataFrame, queries: pl.DataFrame, docs: pl.DataFrame
+) -> pl.DataFrame:
+    """Query-grouped rows: each query's retrieved documents, then its judged ones.
+
+    ``query_id, doc_id, query, title, summary, label``; an unjudged candidate gets label
+    0. Rows in pool order (the caller sorts).
+    """
+    keys = ["query_id", "doc_id"]
+    pool = pl.concat([retrieved.select(keys), qrels.select(keys)]).unique(maintain_order=True)
+    return (
+        pool.join(qrels, on=keys, how="left")
+        .with_columns(pl.col("label").fill_null(0))
+        .join(queries, on="query_id")
+        .join(docs, on="doc_id")
+        .select(*keys, "query", "title", "summary", "label")
+    )
+
+
+def title_pairs(index: Bm25Index, titled: pl.DataFrame, docs: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Unlabeled rekindle pairs: the titles of ``titled`` as pseudo-queries (``title-<doc_id>``,
+    in its row order), each with its BM25 top-``k`` of ``docs``."""
+    pseudo = titled.select(
+        pl.format("title-{}", "doc_id").alias("query_id"), pl.col("title").alias("query")
+    )
+    return (
+        index.retrieve(pseudo, k, show_progress=False)
+        .join(pseudo, on="query_id", maintain_order="left")
+        .join(docs, on="doc_id", maintain_order="left")
+        .select("query_id", "doc_id", "query", "title", "summary")
+    )
 
 
 def _progress(items: Iterable, total: int, show: bool) -> Iterable:

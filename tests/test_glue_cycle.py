@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
+from conftest import approx_nested
 from test_glue_stages import write_glue
 
 from rerank.cli import main
@@ -77,6 +79,15 @@ def test_stsb_cycle_reports_teacher_and_rekindled_spearman(tiny_model_dir, tmp_p
     ]
     longer = json.loads((out / "seed-1" / "longer-stsb" / "done.json").read_text())
     assert longer["result"]["steps"] == 2  # 1 fine-tune step + 1 pre-training step
+    # one done.json schema: what a stage is lives in its tags, not in its folder's name
+    assert longer["schema"] == 1 and longer["seconds"] >= 0
+    assert longer["tags"] == {
+        "kind": "longer",
+        "seed": 1,
+        "task": "stsb",
+        "row": "teacher (equal steps)",
+    }
+    assert report["runs"]["stsb"]["teacher (equal steps)"]["1"]["seconds"] == longer["seconds"]
     # a re-run skips every stage and reproduces the report
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("done.json")}
     assert run_cycle(load_cycle(path))["table"] == report["table"]
@@ -89,6 +100,60 @@ def test_cycle_config_errors(tiny_model_dir, tmp_path):
         load_cycle(path, ["cycle.tasks=['wnli']"])
     with pytest.raises(RerankError, match=r"set one of 'pairs\.data' and 'pairs\.corpus'"):
         load_cycle(path, ["pairs.data=x.parquet"])
+
+
+def test_rekindle_options_glue_cannot_honour_are_refused(tiny_model_dir, tmp_path):
+    path = write_cycle(tmp_path, tiny_model_dir, tasks=["stsb", "rte"], multi=False)
+    with pytest.raises(RerankError, match=r"'rekindle\.standardize' applies to score teachers"):
+        load_cycle(path, ['pretrain.set=["rekindle.standardize=true"]'])
+    with pytest.raises(RerankError, match=r"unknown key 'rekindle\.snapshot_evry'"):
+        load_cycle(path, ['pretrain.set=["rekindle.snapshot_evry=1"]'])
+    with pytest.raises(RerankError, match=r"unknown key 'cycle\.teachers'"):
+        load_cycle(path, ["cycle.teachers=['stsb']"])
+
+
+def _kill_when(marker: Path, fn):
+    """Run ``fn`` and interrupt it (as a kill would) as soon as ``marker`` exists."""
+
+    def check(signum, frame):
+        if marker.is_file():
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, check)
+    signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fn()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_killed_glue_stage_resumes_from_its_checkpoint(tiny_model_dir, tmp_path, caplog):
+    """Killed mid-way through the teacher's fine-tune, the re-run continues that stage
+    from its checkpoint (not from step 0) and reports what an unbroken cycle reports;
+    rekindle.snapshot_every and rekindle.standardize are honoured."""
+    caplog.set_level("INFO")
+    sets = [
+        "cycle.checkpoint_every=1",
+        'finetune.set=["train.steps=6"]',
+        'pretrain.set=["train.steps=2", "rekindle.snapshot_every=1", "rekindle.standardize=true"]',
+    ]
+    unbroken = run_cycle(
+        load_cycle(write_cycle(tmp_path / "a", tiny_model_dir, tasks=["stsb"], multi=False), sets)
+    )
+    path = write_cycle(tmp_path / "b", tiny_model_dir, tasks=["stsb"], multi=False)
+    teacher = tmp_path / "b" / "out" / "seed-1" / "teacher-stsb"
+    _kill_when(teacher / "checkpoint" / "state.json", lambda: run_cycle(load_cycle(path, sets)))
+    assert not (teacher / "done.json").exists()
+    (teacher / "left-by-the-killed-run").touch()
+    resumed = run_cycle(load_cycle(path, sets))
+    assert (teacher / "left-by-the-killed-run").is_file()  # resumed, not cleared and restarted
+    assert resumed["runs"]["stsb"]["teacher"]["1"]["steps"] == 6
+    assert resumed["table"] == approx_nested(unbroken["table"])
+    rekindle = tmp_path / "b" / "out" / "seed-1" / "rekindle-stsb"
+    assert sorted(p.name for p in (rekindle / "snapshots").iterdir()) == ["step-1", "step-2"]
+    assert "standardizing teacher:stsb" in caplog.text
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from rerank.errors import RerankError
-from rerank.glue.predict import encode_examples, evaluate_model, pair_encoder, predict
+from rerank.glue.predict import encode_examples, evaluate_model, predict
 from rerank.glue.tasks import get_task
 from rerank.model import RerankModel
 
@@ -29,7 +29,7 @@ def rte_model(tiny_model_dir):
 
 
 def test_single_and_pair_encoding(rte_model):
-    enc = pair_encoder(rte_model, 32)
+    enc = rte_model.pair_encoder(max_length=32)
     tok = rte_model.tokenizer
     cls, sep = tok.cls_token_id, tok.sep_token_id
     words = tok("the air flow", add_special_tokens=False)["input_ids"]

@@ -171,7 +171,7 @@ def test_uegp_rte_scores_logits_and_distils_with_kl_and_mlm(tiny_model_dir, tmp_
     teacher = finetune(glue_config(tiny_model_dir, data, tmp_path / "t", "rte", steps=1)).final_dir
     pairs = write_pairs(tmp_path / "pairs.parquet", n=8)
     cfg = _rekindle_config(tiny_model_dir, pairs, {"rte": teacher}, tmp_path / "uegp")
-    result = pretrain(cfg)  # scores the pairs into <output_dir>/teacher_scores.parquet first
+    result = pretrain(cfg).train  # scores the pairs into <output_dir>/teacher_scores.parquet
     frame, _ = read_store(tmp_path / "uegp" / "teacher_scores.parquet")
     assert frame.schema["teacher:rte"] == pl.List(pl.Float64) and frame.height == 8
     record = json.loads((result.output_dir / "log.jsonl").read_text().splitlines()[-1])
@@ -203,7 +203,7 @@ def test_uegp_and_moegp_distil_glue_teachers(tiny_model_dir, tmp_path):
     as_pairs = predict(cola, frame, get_task("mrpc"), head="cola", max_length=32, precision="auto")
     assert np.abs(as_pairs - stored).max() > 1e-4  # reading the pair would differ
 
-    multi = pretrain(cfg, frame=frame)
+    multi = pretrain(cfg, frame=frame).train
     student = RerankModel.from_pretrained(multi.final_dir)
     assert set(student.specs) == {"stsb", "rte", "cola"}
     assert (multi.final_dir / "rerank_mlm_head.safetensors").is_file()
@@ -217,5 +217,5 @@ def test_uegp_and_moegp_distil_glue_teachers(tiny_model_dir, tmp_path):
     uegp.train = type(cfg.train)(**{**vars(cfg.train), "output_dir": str(tmp_path / "uegp")})
     result = pretrain(
         uegp, frame=frame.select("query_id", "doc_id", "query", "title", "summary", "teacher:cola")
-    )
+    ).train
     assert result.finished and set(RerankModel.from_pretrained(result.final_dir).specs) == {"cola"}

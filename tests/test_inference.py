@@ -82,7 +82,7 @@ def test_training_evaluation_scores_as_rerank_score(model, precision, monkeypatc
 def test_glue_prediction_uses_the_same_policy_as_scoring(tiny_model_dir):
     """GLUE prediction in bf16: encoder bf16, classification head fp32, as rerank score;
     the logits are those of the one core (torch_forward + score_encoded)."""
-    from rerank.glue.predict import encode_examples, pair_encoder, predict
+    from rerank.glue.predict import encode_examples, predict
     from rerank.glue.tasks import get_task
     from rerank.inference import score_encoded, torch_forward
 
@@ -94,7 +94,7 @@ def test_glue_prediction_uses_the_same_policy_as_scoring(tiny_model_dir):
             "sentence2": ["the flow of air", "an airfoil", "any angle"],
         }
     )
-    enc = pair_encoder(model, 32)
+    enc = model.pair_encoder(max_length=32)
     encoded = encode_examples(enc, pairs, task)
     for precision in ("fp32", "bf16"):
         got = predict(model, pairs, task, max_length=32, precision=precision)

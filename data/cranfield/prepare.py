@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from rerank.data import write_table
-from rerank.retrieval import Bm25Index
+from rerank.retrieval import Bm25Index, judged_pool, title_pairs
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SHARED = HERE.parents[1].parent / "shared" / "data" / "cranfield"
@@ -38,9 +38,6 @@ REKINDLE_DEPTH = 8
 """BM25 documents per pseudo-query."""
 EMPTY_DOCS = ("471", "995")
 """Documents with neither title nor abstract in the original file; dropped."""
-
-GROUPED_COLUMNS = ["query_id", "doc_id", "query", "title", "summary", "label"]
-PAIR_COLUMNS = ["query_id", "doc_id", "query", "title", "summary"]
 
 
 def load(shared: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -85,27 +82,15 @@ def candidates(
     source: pl.DataFrame,
 ) -> pl.DataFrame:
     """Each query's BM25 top-DEPTH (source doc excluded) plus its judged docs; unjudged = 0."""
-    retrieved = index.retrieve(queries, DEPTH, exclude=source).select("query_id", "doc_id")
-    pool = pl.concat([retrieved, graded.select("query_id", "doc_id")]).unique(maintain_order=True)
-    return (
-        pool.join(graded, on=["query_id", "doc_id"], how="left")
-        .with_columns(pl.col("label").fill_null(0))
-        .join(queries, on="query_id")
-        .join(docs, on="doc_id")
-        .select(GROUPED_COLUMNS)
-        .sort(pl.col("query_id").cast(pl.Int64), pl.col("doc_id").cast(pl.Int64))
+    retrieved = index.retrieve(queries, DEPTH, exclude=source)
+    return judged_pool(retrieved, graded, queries, docs).sort(
+        pl.col("query_id").cast(pl.Int64), pl.col("doc_id").cast(pl.Int64)
     )
 
 
 def bm25_run(index: Bm25Index, frame: pl.DataFrame) -> pl.DataFrame:
-    """BM25 score and rank (score desc, doc_id asc) of every row: ``query_id, doc_id, score, rank``."""
-    run = frame.select("query_id", "doc_id").with_columns(index.score_frame(frame))
-    return run.sort(
-        pl.col("query_id").cast(pl.Int64),
-        pl.col("score"),
-        pl.col("doc_id"),
-        descending=[False, True, False],
-    ).with_columns(rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("query_id"))
+    """BM25's run over the rows of ``frame``, queries in numeric order (a shipped run)."""
+    return index.run(frame, order=pl.col("query_id").cast(pl.Int64))
 
 
 def rekindle_pairs(
@@ -126,17 +111,8 @@ def rekindle_pairs(
     )
     chosen = sorted(titles["doc_id"].to_list(), key=lambda d: _hash(f"rekindle:{d}"))
     chosen = sorted(chosen[:REKINDLE_QUERIES], key=int)
-    pseudo = (
-        titles.filter(pl.col("doc_id").is_in(chosen))
-        .sort(pl.col("doc_id").cast(pl.Int64))
-        .select(pl.format("title-{}", "doc_id").alias("query_id"), pl.col("title").alias("query"))
-    )
-    run = index.retrieve(pseudo, REKINDLE_DEPTH, show_progress=False)
-    return (
-        run.join(pseudo, on="query_id", maintain_order="left")
-        .join(docs, on="doc_id", maintain_order="left")
-        .select(PAIR_COLUMNS)
-    )
+    titled = titles.filter(pl.col("doc_id").is_in(chosen)).sort(pl.col("doc_id").cast(pl.Int64))
+    return title_pairs(index, titled, docs, REKINDLE_DEPTH)
 
 
 def prepare(shared: Path) -> dict[str, pl.DataFrame]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from rerank.data import write_table
-from rerank.retrieval import Bm25Index
+from rerank.retrieval import Bm25Index, judged_pool, title_pairs
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SHARED = HERE.parents[1].parent / "shared" / "data" / "nfcorpus"
@@ -34,9 +34,6 @@ TITLE_MARKER = "abstract"
 """The pre-processed text is ``<title words> abstract <abstract words>``; split there."""
 TITLE_MAX_WORDS = 40
 """A marker later than this is a word of the abstract, not the section marker."""
-
-GROUPED_COLUMNS = ["query_id", "doc_id", "query", "title", "summary", "label"]
-PAIR_COLUMNS = ["query_id", "doc_id", "query", "title", "summary"]
 
 
 def split_title(text: str) -> tuple[str, str]:
@@ -99,24 +96,8 @@ def candidates(
     """
     qrels = qrels.join(docs.select("doc_id"), on="doc_id", how="semi")
     queries = queries.join(qrels.select("query_id"), on="query_id", how="semi")
-    retrieved = index.retrieve(queries, depth, show_progress=False).select("query_id", "doc_id")
-    pool = pl.concat([retrieved, qrels.select("query_id", "doc_id")]).unique(maintain_order=True)
-    return (
-        pool.join(qrels, on=["query_id", "doc_id"], how="left")
-        .with_columns(pl.col("label").fill_null(0))
-        .join(queries, on="query_id")
-        .join(docs, on="doc_id")
-        .select(GROUPED_COLUMNS)
-        .sort("query_id", "doc_id")
-    )
-
-
-def bm25_run(index: Bm25Index, frame: pl.DataFrame) -> pl.DataFrame:
-    """BM25 score and rank (score desc, doc_id asc) of every row: ``query_id, doc_id, score, rank``."""
-    run = frame.select("query_id", "doc_id").with_columns(index.score_frame(frame))
-    return run.sort("query_id", "score", "doc_id", descending=[False, True, False]).with_columns(
-        rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("query_id")
-    )
+    retrieved = index.retrieve(queries, depth, show_progress=False)
+    return judged_pool(retrieved, qrels, queries, docs).sort("query_id", "doc_id")
 
 
 def rekindle_pairs(
@@ -130,16 +111,8 @@ def rekindle_pairs(
     )
     key = {d: hashlib.sha256(f"{SEED}:rekindle:{d}".encode()).hexdigest() for d in titles["doc_id"]}
     chosen = sorted(sorted(key, key=key.__getitem__)[:n_queries])
-    pseudo = (
-        titles.filter(pl.col("doc_id").is_in(chosen))
-        .sort("doc_id")
-        .select(pl.format("title-{}", "doc_id").alias("query_id"), pl.col("title").alias("query"))
-    )
-    run = index.retrieve(pseudo, depth, show_progress=False)
-    return (
-        run.join(pseudo, on="query_id", maintain_order="left")
-        .join(docs, on="doc_id", maintain_order="left")
-        .select(PAIR_COLUMNS)
+    return title_pairs(
+        index, titles.filter(pl.col("doc_id").is_in(chosen)).sort("doc_id"), docs, depth
     )
 
 
@@ -160,7 +133,7 @@ def prepare(
         grouped = candidates(index, docs, queries, qrels, depth)
         out[f"{split}.parquet"] = grouped
         if split != "train":
-            out[f"bm25_{split}.run"] = bm25_run(index, grouped)
+            out[f"bm25_{split}.run"] = index.run(grouped)
     if rekindle_queries > 0:
         out["rekindle.parquet"] = rekindle_pairs(index, docs, rekindle_queries, rekindle_depth)
     return out

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from rerank.config_help import add_help_config
 from rerank.glue.tasks import TASKS
 
 
@@ -61,15 +62,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--split", choices=("dev", "test", "train"), default="dev", help="default: %(default)s"
     )
     evaluate.add_argument("--head", help="head to evaluate (default: the model's primary)")
-    evaluate.add_argument("--max-length", type=int, default=128, help="default: %(default)s")
+    evaluate.add_argument(
+        "--max-length", type=int, help="token cap (default: the lengths saved with the model)"
+    )
     evaluate.add_argument("--format", choices=("table", "json"), default="table")
     cycle = sub.add_parser(
         "cycle",
         help="teachers -> scores -> rekindled (and multi-teacher) students -> report",
-        description="Resumable: a finished stage is skipped on a re-run. Writes report.md "
-        "and report.json under cycle.output_dir.",
+        description="Resumable: a finished stage is skipped on a re-run and a killed training "
+        "stage continues from its checkpoint. Writes report.md and report.json under "
+        "cycle.output_dir.",
     )
     _config_args(cycle, "GLUE cycle", resume=False)
+    add_help_config(cycle, "rerank.glue.cycle:GlueCycleConfig")
     parser.set_defaults(run=run)
     return parser
 
@@ -108,7 +113,7 @@ def _rekindle(args: argparse.Namespace) -> int:
     cfg = from_toml(args.config, RekindleConfig)
     apply_overrides(cfg, args.set)
     cfg.train.resume = cfg.train.resume or args.resume
-    result = pretrain(cfg)
+    result = pretrain(cfg).train
     print(
         f"{'finished' if result.finished else 'stopped'} at step {result.steps}/"
         f"{result.total_steps} in {result.seconds:.0f}s; student in {result.final_dir}",

@@ -25,82 +25,67 @@ stage (directory)          what it does
 
 Each fine-tune selects its best checkpoint on the dev split by the task's primary metric;
 that checkpoint's dev metrics are reported (as GLUE dev results usually are), and its
-test metrics when the task has a labeled test split (MRPC). A stage writes ``done.json``
-last and is skipped when it exists, so a killed cycle re-run continues; an unfinished
-stage starts over.
+test metrics when the task has a labeled test split (MRPC). Stages run on
+:class:`rerank.pipeline.Pipeline`, as in the ranking cycle: a stage writes ``done.json``
+last and is skipped when it exists, and a training stage killed mid-way resumes from its
+last checkpoint, so a killed cycle re-run continues. Evaluation uses the input lengths
+saved with each model (the recipe's ``model.max_length`` / ``max_query_length``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rerank import pipeline
 from rerank.atomic import atomic_path
-from rerank.config import LossTerm, apply_overrides, from_toml
+from rerank.config import LossTerm, doc, from_toml
 from rerank.errors import RerankError
-from rerank.glue.stages import GlueConfig, GlueSection, finetune, head_config, pretrain
+from rerank.glue.stages import GlueConfig, GlueSection, check_rekindle, finetune, head_config
 from rerank.glue.tasks import GlueTask, get_task
+from rerank.pipeline import Pipeline, RecipeSection, check_finished, stage_config
 from rerank.rekindle.pretrain import RekindleConfig, TeacherConfig
 
 __all__ = ["GlueCycleConfig", "load_cycle", "run_cycle"]
 
 log = logging.getLogger(__name__)
 
-DONE = "done.json"
 MODELS = ("teacher", "teacher (equal steps)", "rekindled", "multi-teacher")
-
-
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
+FOLDERS = {
+    "teacher": "teacher",
+    "teacher (equal steps)": "longer",
+    "rekindled": "student",
+    "multi-teacher": "multi",
+}
+"""Report row -> the stage folder prefix (``seed-S/<prefix>-<task>``) of its fine-tunes."""
 
 
 @dataclass
-class CycleSection:
-    name: str = field(default="GLUE", metadata=_help("title of the report"))
-    output_dir: str = field(default="runs/glue", metadata=_help("all stages go here", path=True))
-    tasks: list[str] = field(default_factory=lambda: ["stsb"], metadata=_help("GLUE tasks"))
-    data_dir: str = field(default="", metadata=_help("the GLUE data folder", path=True))
-    seeds: list[int] = field(default_factory=lambda: [42], metadata=_help("train.seed values"))
-    max_train: int = field(default=0, metadata=_help("seeded train subsample per task; 0: all"))
-    max_eval: int = field(default=0, metadata=_help("seeded dev subsample per task; 0: all"))
-    multi_teacher: bool = field(default=False, metadata=_help("also MoEGP across the tasks"))
+class CycleSection(pipeline.CycleSection):
+    name: str = field(default="GLUE", metadata=doc("title of the report"))
+    output_dir: str = field(default="runs/glue", metadata=doc("all stages go here", path=True))
+    tasks: list[str] = field(default_factory=lambda: ["stsb"], metadata=doc("GLUE tasks"))
+    data_dir: str = field(default="", metadata=doc("the GLUE data folder", path=True))
+    seeds: list[int] = field(default_factory=lambda: [42], metadata=doc("train.seed values"))
+    max_train: int = field(default=0, metadata=doc("seeded train subsample per task; 0: all"))
+    max_eval: int = field(default=0, metadata=doc("seeded dev subsample per task; 0: all"))
+    multi_teacher: bool = field(default=False, metadata=doc("also MoEGP across the tasks"))
     equal_steps_baseline: bool = field(
         default=False,
-        metadata=_help("also fine-tune the teacher for pre-training + fine-tuning steps"),
+        metadata=doc("also fine-tune the teacher for pre-training + fine-tuning steps"),
     )
-    num_threads: int = field(default=0, metadata=_help("torch CPU threads; 0: automatic"))
 
 
 @dataclass
-class PairsSection:
-    data: str = field(default="", metadata=_help("unlabeled sentence pairs", path=True))
-    corpus: str = field(default="", metadata=_help("or: documents to pair sentences of", path=True))
-    random_pairs: int = field(default=1, metadata=_help("non-adjacent pairs per document"))
-    max_pairs: int = field(default=0, metadata=_help("seeded subsample; 0: all"))
-    seed: int = field(default=0, metadata=_help("seed of the random pairs and the subsample"))
-
-
-@dataclass
-class RecipeSection:
-    config: str = field(default="", metadata=_help("a 'rerank glue train' TOML", path=True))
-    set: list[str] = field(default_factory=list, metadata=_help("--set overrides of it"))
-
-
-@dataclass
-class PretrainSection:
-    config: str = field(default="", metadata=_help("a 'rerank glue rekindle' TOML", path=True))
-    set: list[str] = field(default_factory=list, metadata=_help("--set overrides of it"))
-    student: str = field(
-        default="default", metadata=_help("student init (a general pretrained encoder)", path=True)
-    )
-    num_layers: int = field(default=0, metadata=_help("grow the student by stacking; 0: keep"))
+class PairsSection(pipeline.PairsSection):
+    random_pairs: int = field(default=1, metadata=doc("with corpus: non-adjacent pairs per doc"))
+    max_pairs: int = field(default=0, metadata=doc("seeded subsample; 0: all"))
+    seed: int = field(default=0, metadata=doc("seed of the random pairs and the subsample"))
 
 
 @dataclass
@@ -108,45 +93,31 @@ class GlueCycleConfig:
     cycle: CycleSection = field(default_factory=CycleSection)
     pairs: PairsSection = field(default_factory=PairsSection)
     finetune: RecipeSection = field(default_factory=RecipeSection)
-    pretrain: PretrainSection = field(default_factory=PretrainSection)
+    pretrain: pipeline.PretrainSection = field(default_factory=pipeline.PretrainSection)
 
 
 def load_cycle(path: str | Path, overrides: list[str] | None = None) -> GlueCycleConfig:
-    """Read a GLUE cycle TOML, apply ``--set`` overrides and check it."""
+    """Read a GLUE cycle TOML, apply ``--set`` overrides and check it (and its recipes)."""
+    from rerank.config import apply_overrides
+
     cfg = from_toml(path, GlueCycleConfig)
     apply_overrides(cfg, list(overrides or []))
     c = cfg.cycle
     if not c.tasks or not c.seeds:
         raise RerankError("glue cycle config: 'cycle.tasks' and 'cycle.seeds' must not be empty")
-    for name in c.tasks:
-        get_task(name)
+    tasks = [get_task(name) for name in c.tasks]
     if not c.data_dir:
         raise RerankError("glue cycle config: key 'cycle.data_dir' is required")
     if bool(cfg.pairs.data) == bool(cfg.pairs.corpus):
         raise RerankError("glue cycle config: set one of 'pairs.data' and 'pairs.corpus'")
     if not cfg.finetune.config or not cfg.pretrain.config:
         raise RerankError("glue cycle config: 'finetune.config' and 'pretrain.config' are required")
+    base = stage_config(cfg.pretrain, RekindleConfig, c, output_dir=c.output_dir, seed=0)
+    check_rekindle(base, tasks)
     return cfg
 
 
 # -- stages ---------------------------------------------------------------------------------
-
-
-def _stage(name: str, where: Path, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    marker = where / DONE
-    if marker.is_file():
-        return json.loads(marker.read_text())["result"]
-    if where.exists():  # a killed run: start the stage over
-        shutil.rmtree(where)
-    log.info("glue cycle: stage %s -> %s", name, where)
-    start = time.perf_counter()
-    result = fn()
-    seconds = round(time.perf_counter() - start, 1)
-    result["seconds"] = seconds
-    where.mkdir(parents=True, exist_ok=True)
-    with atomic_path(marker) as tmp:
-        tmp.write_text(json.dumps({"stage": name, "result": result}, indent=2) + "\n")
-    return result
 
 
 def _pairs(cfg: GlueCycleConfig, where: Path) -> dict[str, Any]:
@@ -173,27 +144,15 @@ def _pairs(cfg: GlueCycleConfig, where: Path) -> dict[str, Any]:
     return {"path": str(path), "rows": frame.height}
 
 
-def _glue_section(cfg: GlueCycleConfig, task: GlueTask, head: str = "") -> GlueSection:
-    c = cfg.cycle
-    return GlueSection(
-        task=task.name, data_dir=c.data_dir, head=head, max_train=c.max_train, max_eval=c.max_eval
-    )
-
-
 def _recipe(
     cfg: GlueCycleConfig, task: GlueTask, where: Path, seed: int, model: str | None
 ) -> GlueConfig:
     """The fine-tune recipe for ``task``, identical for teacher and students but the init."""
-    r = from_toml(cfg.finetune.config, GlueConfig)
-    apply_overrides(r, list(cfg.finetune.set))
-    r.glue = _glue_section(cfg, task)
-    if model is not None:
-        r.model.path = model
-    r.train.output_dir = str(where)
-    r.train.seed = seed
-    r.train.progress = False
-    if cfg.cycle.num_threads:
-        r.train.num_threads = cfg.cycle.num_threads
+    r = stage_config(cfg.finetune, GlueConfig, cfg.cycle, output_dir=where, seed=seed, model=model)
+    c = cfg.cycle
+    r.glue = GlueSection(
+        task=task.name, data_dir=c.data_dir, max_train=c.max_train, max_eval=c.max_eval
+    )
     return r
 
 
@@ -203,6 +162,7 @@ def _finetune(run: GlueConfig, task: GlueTask) -> dict[str, Any]:
     from rerank.model import RerankModel
 
     result = finetune(run)
+    check_finished(result, Path(run.train.output_dir))
     model_dir = result.best_dir or result.final_dir
     head = run.glue.head or task.name
     # the dev metrics of the selected checkpoint, as the loop logged them when it was saved
@@ -224,88 +184,138 @@ def _finetune(run: GlueConfig, task: GlueTask) -> dict[str, Any]:
 def _pretrain_config(
     cfg: GlueCycleConfig, teachers: dict[str, str], where: Path, seed: int, pairs: str, store: Path
 ) -> RekindleConfig:
-    r = from_toml(cfg.pretrain.config, RekindleConfig)
-    apply_overrides(r, list(cfg.pretrain.set))
+    p = cfg.pretrain
+    r = stage_config(
+        p,
+        RekindleConfig,
+        cfg.cycle,
+        output_dir=where,
+        seed=seed,
+        model=p.student,
+        num_layers=p.num_layers,
+    )
     r.rekindle.data = pairs
     r.rekindle.store = str(store)
     r.rekindle.teachers = {name: TeacherConfig(path=path) for name, path in teachers.items()}
-    r.model.path = cfg.pretrain.student
-    r.model.num_layers = cfg.pretrain.num_layers
-    r.train.output_dir = str(where)
-    r.train.seed = seed
-    r.train.progress = False
-    if cfg.cycle.num_threads:
-        r.train.num_threads = cfg.cycle.num_threads
     return r
 
 
-def _pretrain(rcfg: RekindleConfig, store: Path) -> dict[str, Any]:
+def _pretrain(rcfg: RekindleConfig) -> dict[str, Any]:
+    """Expert-guided pre-training on the teachers' columns of the shared store."""
+    from rerank.glue.stages import pretrain
     from rerank.rekindle.store import read_store, teacher_column
 
-    frame, _ = read_store(store)
+    frame, _ = read_store(rcfg.rekindle.store)
     keep = [teacher_column(n) for n in rcfg.rekindle.teachers]
     frame = frame.select("query_id", "doc_id", "query", "title", "summary", *keep)
     result = pretrain(rcfg, frame=frame)
-    return {"model": str(result.final_dir), "steps": result.steps}
+    check_finished(result.train, Path(rcfg.train.output_dir))
+    return {"model": str(result.train.final_dir), "steps": result.train.steps}
+
+
+class _Seed:
+    """The stages of one seed under ``seed-S/``; fills ``results[task][row][seed]``."""
+
+    def __init__(self, cfg: GlueCycleConfig, pipe: Pipeline, out: Path, seed: int, pairs: str):
+        self.cfg, self.pipe, self.seed, self.pairs = cfg, pipe, seed, pairs
+        self.root = out / f"seed-{seed}"
+        self.store = self.root / "scores" / "teacher_scores.parquet"
+
+    def finetune(
+        self,
+        task: GlueTask,
+        row: str,
+        model: str | None,
+        results: dict[str, dict[str, dict[str, Any]]],
+        tune: Callable[[GlueConfig], None] | None = None,
+    ) -> dict[str, Any]:
+        """The recipe on ``task`` from ``model`` (``None``: the recipe's init) as ``row``."""
+        kind = FOLDERS[row]
+        where = self.root / f"{kind}-{task.name}"
+        name = f"seed {self.seed}: {kind} {task.name}"
+
+        def config() -> GlueConfig:
+            run = _recipe(self.cfg, task, where, self.seed, model)
+            if tune is not None:
+                tune(run)
+            return run
+
+        tags = {"kind": kind, "seed": self.seed, "task": task.name, "row": row}
+        res = self.pipe.train(name, where, config, lambda r: _finetune(r, task), tags=tags)
+        res = {**res, "seconds": self.pipe.records[name]["seconds"]}
+        results[task.name][row][str(self.seed)] = res
+        return res
+
+    def rekindle(self, label: str, teachers: dict[str, str]) -> str:
+        """Expert-guided pre-training of the student on ``teachers``; the student's folder."""
+        where = self.root / f"rekindle-{label}"
+        return self.pipe.train(
+            f"seed {self.seed}: rekindle {label}",
+            where,
+            lambda: _pretrain_config(self.cfg, teachers, where, self.seed, self.pairs, self.store),
+            _pretrain,
+            tags={"kind": "rekindle", "seed": self.seed, "task": label},
+        )["model"]
+
+    def score(self, teachers: dict[str, str]) -> None:
+        from rerank.glue.stages import score_teachers
+
+        where = self.root / "scores"
+        scoring = _pretrain_config(self.cfg, teachers, where, self.seed, self.pairs, self.store)
+        self.pipe.run(
+            f"seed {self.seed}: scores",
+            where,
+            lambda: {"store": str(score_teachers(scoring))},
+            tags={"kind": "scores", "seed": self.seed},
+        )
 
 
 def run_cycle(cfg: GlueCycleConfig) -> dict[str, Any]:
     """Run (or continue) the cycle; return the report (also written as report.json/.md)."""
-    from rerank.glue.stages import score_teachers
-
     c = cfg.cycle
     out = Path(c.output_dir).resolve()
     tasks = [get_task(t) for t in c.tasks]
-    pairs = _stage("pairs", out / "pairs", lambda: _pairs(cfg, out / "pairs"))["path"]
+    pipe = Pipeline()
+    pairs = pipe.run(
+        "pairs", out / "pairs", lambda: _pairs(cfg, out / "pairs"), tags={"kind": "pairs"}
+    )["path"]
     results: dict[str, dict[str, dict[str, Any]]] = {t.name: {m: {} for m in MODELS} for t in tasks}
     for seed in c.seeds:
-        root = out / f"seed-{seed}"
-        teachers = {}
+        _run_seed(_Seed(cfg, pipe, out, seed, pairs), tasks, results)
+    report = _report(cfg, tasks, results)
+    _write_report(out, report)
+    return report
+
+
+def _run_seed(
+    s: _Seed, tasks: list[GlueTask], results: dict[str, dict[str, dict[str, Any]]]
+) -> None:
+    c = s.cfg.cycle
+    teachers = {t.name: s.finetune(t, "teacher", None, results)["model"] for t in tasks}
+    s.score(teachers)
+    for t in tasks:
+        s.finetune(t, "rekindled", s.rekindle(t.name, {t.name: teachers[t.name]}), results)
+    if c.multi_teacher and len(tasks) > 1:
+        multi = s.rekindle("multi", teachers)
         for t in tasks:
-            where = root / f"teacher-{t.name}"
-            run = _recipe(cfg, t, where, seed, None)
-            res = _stage(f"teacher {t.name}", where, lambda run=run, t=t: _finetune(run, t))
-            results[t.name]["teacher"][str(seed)] = res
-            teachers[t.name] = res["model"]
-        store = root / "scores" / "teacher_scores.parquet"
-        scoring = _pretrain_config(cfg, teachers, root / "scores", seed, pairs, store)
-        _stage("scores", root / "scores", lambda s=scoring: {"store": str(score_teachers(s))})
-        for t in tasks:
-            where = root / f"rekindle-{t.name}"
-            rcfg = _pretrain_config(cfg, {t.name: teachers[t.name]}, where, seed, pairs, store)
-            student = _stage(f"rekindle {t.name}", where, lambda r=rcfg, s=store: _pretrain(r, s))
-            where = root / f"student-{t.name}"
-            run = _recipe(cfg, t, where, seed, student["model"])
-            res = _stage(f"student {t.name}", where, lambda run=run, t=t: _finetune(run, t))
-            results[t.name]["rekindled"][str(seed)] = res
-        if c.multi_teacher and len(tasks) > 1:
-            where = root / "rekindle-multi"
-            rcfg = _pretrain_config(cfg, teachers, where, seed, pairs, store)
-            multi = _stage("rekindle multi", where, lambda r=rcfg, s=store: _pretrain(r, s))
-            for t in tasks:
-                where = root / f"multi-{t.name}"
-                run = _recipe(cfg, t, where, seed, multi["model"])
+
+            def multi_head(run: GlueConfig, t: GlueTask = t) -> None:
                 run.glue.head = t.name
                 run.model.heads = {x.name: head_config(x) for x in tasks}
                 run.model.primary = tasks[0].name
                 run.objective = [LossTerm(loss="task", head=t.name)]
-                res = _stage(f"multi {t.name}", where, lambda run=run, t=t: _finetune(run, t))
-                results[t.name]["multi-teacher"][str(seed)] = res
-        if c.equal_steps_baseline:
-            extra = _pretrain_config(cfg, {}, root, seed, pairs, store).train.steps
-            for t in tasks:
-                where = root / f"longer-{t.name}"
-                run = _recipe(cfg, t, where, seed, None)
-                if not run.train.steps:
-                    raise RerankError(
-                        "equal_steps_baseline needs train.steps in the fine-tune recipe"
-                    )
-                run.train.steps += extra
-                res = _stage(f"longer {t.name}", where, lambda run=run, t=t: _finetune(run, t))
-                results[t.name]["teacher (equal steps)"][str(seed)] = res
-    report = _report(cfg, tasks, results)
-    _write_report(out, report)
-    return report
+
+            s.finetune(t, "multi-teacher", multi, results, multi_head)
+    if c.equal_steps_baseline:
+        extra = _pretrain_config(s.cfg, {}, s.root, s.seed, s.pairs, s.store).train.steps
+
+        def longer(run: GlueConfig) -> None:
+            if not run.train.steps:
+                raise RerankError("equal_steps_baseline needs train.steps in the fine-tune recipe")
+            run.train.steps += extra
+
+        for t in tasks:
+            s.finetune(t, "teacher (equal steps)", None, results, longer)
 
 
 # -- report ---------------------------------------------------------------------------------

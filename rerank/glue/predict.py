@@ -26,10 +26,6 @@ from rerank.glue.tasks import GlueTask
 
 __all__ = ["encode_examples", "evaluate_model", "example_texts", "predict"]
 
-# GLUE pairs have no query/document asymmetry; the first sentence may take up to this
-# share of max_length (RTE premises are long, their hypotheses short).
-FIRST_SHARE = 0.75
-
 
 def example_texts(frame: pl.DataFrame, task: GlueTask) -> tuple[list[str], list[str] | None]:
     """(first sentences, second sentences or ``None`` for single-sentence tasks)."""
@@ -50,13 +46,6 @@ def example_texts(frame: pl.DataFrame, task: GlueTask) -> tuple[list[str], list[
     return first, frame.get_column(b).cast(pl.String).fill_null("").to_list()
 
 
-def pair_encoder(model: Any, max_length: int) -> PairEncoder:
-    """The model's encoder with GLUE truncation: the first sentence keeps <= 75% of the budget."""
-    return PairEncoder(
-        model.tokenizer, max_length=max_length, max_first_length=int(max_length * FIRST_SHARE)
-    )
-
-
 def encode_examples(encoder: PairEncoder, frame: pl.DataFrame, task: GlueTask) -> Encoded:
     """Token ids of every row (single sentence or pair, by task)."""
     first, second = example_texts(frame, task)
@@ -70,7 +59,7 @@ def predict(
     *,
     head: str | None = None,
     batch_size: int = 64,
-    max_length: int = 128,
+    max_length: int | None = None,
     precision: str = "fp32",
 ) -> np.ndarray:
     """Head outputs of every row, in row order.
@@ -85,8 +74,12 @@ def predict(
         Decides single-sentence or pair encoding.
     head
         Head name (default: the model's primary head).
-    batch_size, max_length
-        Batch size and token cap (special tokens included).
+    batch_size
+        Rows per batch.
+    max_length
+        Token cap (special tokens included); ``None``: the input lengths saved with the
+        model (``model.max_length`` of its recipe; the first sentence keeps at most
+        ``model.max_query_length`` tokens, as in training).
     precision
         ``fp32``, ``bf16`` or ``auto`` (see :func:`rerank.score.resolve_precision`).
 
@@ -102,7 +95,7 @@ def predict(
     if head not in model.specs:
         raise RerankError(f"model has no head '{head}' (it has {sorted(model.specs)})")
     width = model.specs[head].num_outputs if model.specs[head].kind == "classification" else 0
-    encoder = pair_encoder(model, max_length)
+    encoder = model.pair_encoder(max_length=max_length)
     encoded = encode_examples(encoder, frame, task)
     prec = resolve_precision(precision, next(model.parameters()).device)
     # the one inference core and precision policy of `rerank score` (rerank.inference)
@@ -120,7 +113,7 @@ def evaluate_model(
     *,
     head: str | None = None,
     batch_size: int = 64,
-    max_length: int = 128,
+    max_length: int | None = None,
     precision: str = "auto",
 ) -> dict[str, float]:
     """The task's metrics of ``model`` (head ``head``) on the labeled rows of ``frame``.

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from rerank.config import Config, HeadConfig, LossTerm
+from rerank.config import Config, HeadConfig, LossTerm, doc
 from rerank.errors import RerankError
 from rerank.glue.frames import glue_scorer, subsample, training_frame
 from rerank.glue.readers import GlueSplits, read_splits
@@ -42,6 +42,7 @@ __all__ = [
     "GlueConfig",
     "GlueSection",
     "apply_task_defaults",
+    "check_rekindle",
     "finetune",
     "load_splits",
     "pretrain",
@@ -51,23 +52,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
 @dataclass
 class GlueSection:
-    task: str = field(default="", metadata=_help("GLUE task: stsb, mrpc, rte, cola, sst2, ..."))
-    data_dir: str = field(
-        default="", metadata=_help("the GLUE root or the task's folder", path=True)
-    )
-    head: str = field(default="", metadata=_help("head trained and evaluated; empty: the task"))
-    max_train: int = field(default=0, metadata=_help("seeded subsample of train; 0: all"))
-    max_eval: int = field(default=0, metadata=_help("seeded subsample of dev; 0: all"))
-    sample_seed: int = field(default=0, metadata=_help("seed of the subsamples"))
-    split_seed: int = field(default=0, metadata=_help("seed of made splits (MRPC dev, QNLI)"))
+    task: str = field(default="", metadata=doc("GLUE task: stsb, mrpc, rte, cola, sst2, ..."))
+    data_dir: str = field(default="", metadata=doc("the GLUE root or the task's folder", path=True))
+    head: str = field(default="", metadata=doc("head trained and evaluated; empty: the task"))
+    max_train: int = field(default=0, metadata=doc("seeded subsample of train; 0: all"))
+    max_eval: int = field(default=0, metadata=doc("seeded subsample of dev; 0: all"))
+    sample_seed: int = field(default=0, metadata=doc("seed of the subsamples"))
+    split_seed: int = field(default=0, metadata=doc("seed of made splits (MRPC dev, QNLI)"))
     on_error: Literal["raise", "skip"] = field(
-        default="raise", metadata=_help("malformed rows: raise, or skip and count them")
+        default="raise", metadata=doc("malformed rows: raise, or skip and count them")
     )
 
 
@@ -159,14 +154,8 @@ def _evaluator(task: GlueTask, dev: pl.DataFrame, head: str, cfg: Config) -> Any
     from rerank.glue.predict import evaluate_model
 
     def evaluate(model: Any) -> dict[str, float]:
-        report = evaluate_model(
-            model,
-            dev,
-            task,
-            head=head,
-            batch_size=cfg.data.eval_batch_size,
-            max_length=cfg.model.max_length,
-        )
+        # at the input lengths the training loop gave the model (cfg.model's)
+        report = evaluate_model(model, dev, task, head=head, batch_size=cfg.data.eval_batch_size)
         # A constant prediction has no correlation (NaN); for checkpoint selection it
         # counts as the worst one, -1, so that a later real value can still win.
         return {k: -1.0 if math.isnan(v) else v for k, v in report.items()}
@@ -228,10 +217,24 @@ def score_teachers(cfg: RekindleConfig) -> Path:
         rk.data,
         [Teacher(n, Path(t.path), t.head or None) for n, t in rk.teachers.items()],
         store,
-        max_length=rk.score_max_length or cfg.model.max_length,
+        max_length=rk.score_max_length or None,  # None: each teacher's own lengths
         scorer=scorer,
     )
     return store
+
+
+def check_rekindle(cfg: RekindleConfig, tasks: list[GlueTask]) -> None:
+    """Refuse rekindle options GLUE teachers cannot honour (one line).
+
+    ``rekindle.standardize`` z-scores score columns; a classification teacher's per-class
+    logits are the KL target as they are.
+    """
+    logits = [t.name for t in tasks if t.head_spec().kind == "classification"]
+    if cfg.rekindle.standardize and logits:
+        raise RerankError(
+            "glue rekindle config: key 'rekindle.standardize' applies to score teachers only; "
+            f"{', '.join(logits)} give per-class logits"
+        )
 
 
 def pretrain(
@@ -242,7 +245,9 @@ def pretrain(
 ) -> Any:
     """Expert-guided pre-training of a student on GLUE teachers (one: UEGP; several: MoEGP).
 
-    The student learns every teacher of ``rekindle.teachers`` on the head of the same
+    The ranking rekindle (:func:`rerank.rekindle.pretrain.pretrain`: snapshots, resume,
+    ``rekindle.standardize``) with the GLUE teachers' scorer and task defaults: the
+    student learns every teacher of ``rekindle.teachers`` on the head of the same
     name, with the sum of the KD terms plus the ``mlm`` term (see
     :func:`apply_task_defaults`). It sees each sentence pair, or only the first sentence
     when every teacher is single-sentence (a sentence that starts two pairs then counts
@@ -258,21 +263,22 @@ def pretrain(
         ``rekindle.data`` into the store first (:func:`score_teachers`).
     max_steps_this_run
         Stop early, as if interrupted (tests).
-    """
-    from rerank.rekindle.store import read_store
-    from rerank.train import train
 
+    Returns
+    -------
+    rerank.rekindle.pretrain.PretrainResult
+    """
+    from rerank.rekindle import pretrain as rekindle
+    from rerank.rekindle.store import read_store
+
+    tasks = [get_task(name) for name in cfg.rekindle.teachers]
+    check_rekindle(cfg, tasks)
     if frame is None:
         frame, _ = read_store(score_teachers(cfg))
-    tasks = [get_task(name) for name in cfg.rekindle.teachers]
     run = apply_task_defaults(cfg, tasks, target="teacher")
     single = all(t.input == "single" for t in tasks)
     if single:
         frame = frame.unique(subset="query", keep="first", maintain_order=True)
-    run.data.train = run.data.train or cfg.rekindle.data
-    return train(
-        run,
-        train_frame=frame,
-        single_sentence=single,
-        max_steps_this_run=max_steps_this_run,
+    return rekindle.pretrain(
+        run, frame=frame, single_sentence=single, max_steps_this_run=max_steps_this_run
     )

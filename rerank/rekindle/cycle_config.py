@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from rerank.config import apply_overrides, from_toml
+from rerank import pipeline
+from rerank.config import apply_overrides, doc, from_toml
 from rerank.errors import RerankError
 from rerank.rekindle.pretrain import VARIANTS
 
@@ -24,6 +25,7 @@ __all__ = [
     "FinetuneSection",
     "PairsSection",
     "PretrainSection",
+    "check_cycle",
     "load_cycle",
 ]
 
@@ -32,57 +34,48 @@ EXPERTS = ("teacher", "dense")
 """Experts a cycle's student can learn from (``pretrain.teachers``)."""
 
 
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
 @dataclass
-class CycleSection:
-    name: str = field(default="cycle", metadata=_help("title of the report"))
-    output_dir: str = field(default="runs/cycle", metadata=_help("all stages go here", path=True))
-    seed: int = field(default=42, metadata=_help("train.seed of every training stage"))
-    eval: str = field(default="", metadata=_help("labeled eval split (selection)", path=True))
-    test: str = field(default="", metadata=_help("labeled test split (reported only)", path=True))
-    bm25_eval: str = field(default="", metadata=_help("BM25 run on the eval split", path=True))
-    bm25_test: str = field(default="", metadata=_help("BM25 run on the test split", path=True))
+class CycleSection(pipeline.CycleSection):
+    seed: int = field(default=42, metadata=doc("train.seed of every training stage"))
+    eval: str = field(default="", metadata=doc("labeled eval split (selection)", path=True))
+    test: str = field(default="", metadata=doc("labeled test split (reported only)", path=True))
+    bm25_eval: str = field(default="", metadata=doc("BM25 run on the eval split", path=True))
+    bm25_test: str = field(default="", metadata=doc("BM25 run on the test split", path=True))
     measures: list[str] = field(
-        default_factory=lambda: ["pnr", "ndcg@10"], metadata=_help("measures in report.json")
+        default_factory=lambda: ["pnr", "ndcg@10"], metadata=doc("measures in report.json")
     )
     variants: list[str] = field(
         default_factory=lambda: ["kd+mlm"],
-        metadata=_help("pre-training variants fine-tuned and reported; the first is 'rekindled'"),
+        metadata=doc("pre-training variants fine-tuned and reported; the first is 'rekindled'"),
     )
     figure_variants: list[str] = field(
-        default_factory=lambda: ["kd+mlm", "kd"], metadata=_help("variants of the Figure-3 plot")
+        default_factory=lambda: ["kd+mlm", "kd"], metadata=doc("variants of the Figure-3 plot")
     )
     figure_proxy: Literal["zero-shot", "finetune"] = field(
-        default="zero-shot", metadata=_help("downstream measure of pre-training snapshots")
+        default="zero-shot", metadata=doc("downstream measure of pre-training snapshots")
     )
     figure_finetune_steps: int = field(
-        default=30, metadata=_help("fine-tune steps per snapshot with figure_proxy = finetune")
+        default=30, metadata=doc("fine-tune steps per snapshot with figure_proxy = finetune")
     )
     figure_eval_queries: int = field(
-        default=0, metadata=_help("eval queries for the Figure-3 measure; 0: all")
+        default=0, metadata=doc("eval queries for the Figure-3 measure; 0: all")
     )
     eval_queries: int = field(
-        default=0, metadata=_help("use a fixed subset of this many eval queries; 0: all")
+        default=0, metadata=doc("use a fixed subset of this many eval queries; 0: all")
     )
     test_queries: int = field(
-        default=0, metadata=_help("use a fixed subset of this many test queries; 0: all")
+        default=0, metadata=doc("use a fixed subset of this many test queries; 0: all")
     )
     long_baseline: bool = field(
         default=False,
-        metadata=_help(
+        metadata=doc(
             "also fine-tune the student's initial encoder for as many steps as pre-training "
             "plus fine-tuning together (a compute-matched control)"
         ),
     )
-    checkpoint_every: int = field(
-        default=20, metadata=_help("train.save_every of stages whose recipe has none")
-    )
     dense: str = field(
         default="default",
-        metadata=_help(
+        metadata=doc(
             "the zero-shot dense expert: a sentence-embedding model scored as a bi-encoder "
             "(cosine of query and document), reported next to BM25 and available as a "
             "teacher (pretrain.teachers); 'default': all-MiniLM-L6-v2; empty: none",
@@ -91,59 +84,44 @@ class CycleSection:
     )
     fusion: bool = field(
         default=False,
-        metadata=_help(
+        metadata=doc(
             "also report the rekindled student fused with the dense expert: per-query "
             "z-scores mixed with the weight that is best on the eval split"
         ),
     )
     rounds: int = field(
         default=1,
-        metadata=_help(
+        metadata=doc(
             "rekindle rounds: from round 2 on, the last round's rekindled student is the "
             "'teacher' expert of the next (needs 'teacher' in pretrain.teachers)"
         ),
     )
-    num_threads: int = field(default=0, metadata=_help("torch CPU threads; 0: automatic"))
-    score_batch_size: int = field(default=64, metadata=_help("pairs per scoring batch"))
+    score_batch_size: int = field(default=64, metadata=doc("pairs per scoring batch"))
 
 
 @dataclass
-class FinetuneSection:
-    config: str = field(
-        default="", metadata=_help("the fine-tune recipe (a 'rerank train' TOML)", path=True)
-    )
-    set: list[str] = field(
-        default_factory=list, metadata=_help("--set overrides of the recipe (every fine-tune)")
-    )
+class FinetuneSection(pipeline.RecipeSection):
     teacher_model: str = field(
-        default="", metadata=_help("teacher init; empty: the recipe's model.path", path=True)
+        default="", metadata=doc("teacher init; empty: the recipe's model.path", path=True)
     )
     teacher: str = field(
-        default="", metadata=_help("an already trained teacher: skip its fine-tune", path=True)
+        default="", metadata=doc("an already trained teacher: skip its fine-tune", path=True)
     )
 
 
 @dataclass
-class PairsSection:
-    data: str = field(default="", metadata=_help("unlabeled rekindle pairs", path=True))
-    queries: str = field(default="", metadata=_help("or build by BM25: queries", path=True))
-    corpus: str = field(default="", metadata=_help("... against these documents", path=True))
-    k: int = field(default=8, metadata=_help("... top-k documents per query"))
-    exclude_judged: str = field(default="", metadata=_help("... never these pairs", path=True))
-    max_queries: int = field(default=0, metadata=_help("keep the first N queries; 0: all"))
+class PairsSection(pipeline.PairsSection):
+    queries: str = field(default="", metadata=doc("with corpus: BM25 of these queries", path=True))
+    k: int = field(default=8, metadata=doc("... top-k documents per query"))
+    exclude_judged: str = field(default="", metadata=doc("... never these pairs", path=True))
+    max_queries: int = field(default=0, metadata=doc("keep the first N queries; 0: all"))
 
 
 @dataclass
-class PretrainSection:
-    config: str = field(default="", metadata=_help("the rekindle TOML", path=True))
-    set: list[str] = field(default_factory=list, metadata=_help("--set overrides of it"))
-    student: str = field(
-        default="default", metadata=_help("student init (a general pretrained encoder)", path=True)
-    )
-    num_layers: int = field(default=0, metadata=_help("grow the student by stacking; 0: keep"))
+class PretrainSection(pipeline.PretrainSection):
     teachers: list[str] = field(
         default_factory=lambda: ["teacher"],
-        metadata=_help(
+        metadata=doc(
             "the experts the student learns from: 'teacher' (the fine-tuned cross-encoder) "
             "and/or 'dense' (cycle.dense, zero-shot); two are MoEGP, one student head each"
         ),
@@ -162,9 +140,14 @@ def load_cycle(path: str | Path, overrides: list[str] | None = None) -> CycleCon
     """Read a cycle TOML and apply ``--set`` overrides."""
     cfg = from_toml(path, CycleConfig)
     apply_overrides(cfg, list(overrides or []))
+    check_cycle(cfg)
+    return cfg
+
+
+def check_cycle(cfg: CycleConfig) -> None:
+    """Refuse a cycle config that could not run, before any stage does (one line)."""
     _check(cfg)
     _check_rekindle_template(cfg)
-    return cfg
 
 
 def _check_rekindle_template(cfg: CycleConfig) -> None:

@@ -56,8 +56,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from rerank.config import Config
+from rerank.config import Config, doc
 from rerank.errors import RerankError
+from rerank.pipeline import release_memory
 from rerank.tables.columns import teacher_column
 
 __all__ = [
@@ -78,26 +79,22 @@ Variant = Literal["kd+mlm", "kd", "mlm"]
 VARIANTS: tuple[str, ...] = ("kd+mlm", "kd", "mlm")
 
 
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
 @dataclass
 class TeacherConfig:
     path: str = field(
         default="",
-        metadata=_help(
+        metadata=doc(
             "the teacher: a model directory ('default': all-MiniLM-L6-v2) or a run file "
             "(.run/.trec, or a table query_id, doc_id, score)",
             path=True,
         ),
     )
     head: str = field(
-        default="", metadata=_help("cross-encoder teacher head that scores; empty: its primary")
+        default="", metadata=doc("cross-encoder teacher head that scores; empty: its primary")
     )
     kind: Literal["auto", "cross-encoder", "bi-encoder", "run"] = field(
         default="auto",
-        metadata=_help(
+        metadata=doc(
             "cross-encoder (a ranking model), bi-encoder (cosine of a sentence-embedding "
             "model), run (first-stage scores joined by query_id, doc_id) or auto: a file is "
             "a run, a directory as `rerank score --kind auto` detects it"
@@ -109,26 +106,29 @@ class TeacherConfig:
 class RekindleSection:
     data: str = field(
         default="",
-        metadata=_help("unlabeled pairs query_id, doc_id, query, title, summary", path=True),
+        metadata=doc("unlabeled pairs query_id, doc_id, query, title, summary", path=True),
     )
     teachers: dict[str, TeacherConfig] = field(
-        default_factory=dict, metadata=_help("name -> teacher; targets are 'teacher:<name>'")
+        default_factory=dict, metadata=doc("name -> teacher; targets are 'teacher:<name>'")
     )
     store: str = field(
         default="",
-        metadata=_help(
+        metadata=doc(
             "teacher-score store (.parquet); empty: <output_dir>/teacher_scores.parquet", path=True
         ),
     )
     score_max_length: int = field(
-        default=0, metadata=_help("tokens the teachers score at; 0: model.max_length")
+        default=0,
+        metadata=doc(
+            "tokens a cross-encoder teacher scores at; 0: the input lengths saved with it"
+        ),
     )
     snapshot_every: int = field(
-        default=0, metadata=_help("keep the student's weights every N steps (Figure 3); 0: never")
+        default=0, metadata=doc("keep the student's weights every N steps (Figure 3); 0: never")
     )
     standardize: bool = field(
         default=False,
-        metadata=_help("train on z-scored teacher columns (mean 0, std 1 over the store)"),
+        metadata=doc("train on z-scored teacher columns (mean 0, std 1 over the store)"),
     )
 
 
@@ -199,7 +199,11 @@ def store_path(cfg: RekindleConfig) -> Path:
 
 
 def pretrain(
-    cfg: RekindleConfig, *, max_steps_this_run: int | None = None, built: Any = None
+    cfg: RekindleConfig,
+    *,
+    frame: Any = None,
+    single_sentence: bool = False,
+    max_steps_this_run: int | None = None,
 ) -> PretrainResult:
     """Score the rekindle pairs (once) and run expert-guided pre-training.
 
@@ -207,43 +211,55 @@ def pretrain(
     ----------
     cfg
         The rekindle configuration; ``train.resume`` continues an interrupted run.
+    frame
+        Rows already scored by the teachers (pairs + ``teacher:<name>`` columns; GLUE
+        scores with its own scorer, :func:`rerank.glue.stages.pretrain`); default: score
+        ``rekindle.data`` into the store (:func:`rerank.rekindle.store.build_store`).
+    single_sentence
+        Encode only the first text of each row (GLUE single-sentence teachers).
     max_steps_this_run
         Stop after this many steps in total, as if interrupted (tests).
-    built
-        The :class:`rerank.rekindle.store.StoreResult` of a store already built for
-        ``cfg`` (the cycle's scoring stage): trained on as it is, not checked again.
     """
-    from rerank.train import train
-
     _check(cfg)
     cfg = copy.deepcopy(cfg)
     out_dir = Path(cfg.train.output_dir).resolve()
     cfg.train.output_dir = str(out_dir)
-    if built is None:
-        built = score_teachers(cfg)
-    store = Path(built.path)
-    cfg.data.train = str(store)
-    frame = _standardized(store, cfg) if cfg.rekindle.standardize else None
+    store = store_path(cfg)
+    scored: tuple[str, ...] = ()
+    if frame is None:
+        scored = score_teachers(cfg).scored
+        cfg.data.train = str(store)
+    else:
+        cfg.data.train = cfg.data.train or cfg.rekindle.data
+    if cfg.rekindle.standardize:
+        frame = _standardized(store if frame is None else frame, cfg)
+
+    def run(stop: int | None) -> Any:
+        from rerank.train import train
+
+        return train(
+            cfg, train_frame=frame, single_sentence=single_sentence, max_steps_this_run=stop
+        )
+
     every = cfg.rekindle.snapshot_every
     if not every:
-        result = train(cfg, train_frame=frame, max_steps_this_run=max_steps_this_run)
-        return PretrainResult(result, store, built.scored, snapshots(out_dir))
+        return PretrainResult(run(max_steps_this_run), store, scored, snapshots(out_dir))
     if cfg.train.save_every == 0 or every % cfg.train.save_every:
         # the slice boundaries must be checkpoints for the next slice to resume from
         cfg.train.save_every = every
     done = _checkpoint_step(out_dir) if cfg.train.resume else 0
-    stop_at = max_steps_this_run
     while True:
         target = (done // every + 1) * every
-        if stop_at is not None:
-            target = min(target, stop_at)
-        result = train(cfg, train_frame=frame, max_steps_this_run=target)
+        if max_steps_this_run is not None:
+            target = min(target, max_steps_this_run)
+        result = run(target)
         release_memory()
         done = result.steps
         if done % every == 0 or result.finished:
             _keep_snapshot(out_dir, done)
-        if result.finished or (stop_at is not None and done >= stop_at) or done < target:
-            return PretrainResult(result, store, built.scored, snapshots(out_dir))
+        stopped = max_steps_this_run is not None and done >= max_steps_this_run
+        if result.finished or stopped or done < target:
+            return PretrainResult(result, store, scored, snapshots(out_dir))
         cfg.train.resume = True
 
 
@@ -254,56 +270,42 @@ def score_teachers(cfg: RekindleConfig) -> Any:
     teachers = [
         Teacher(n, Path(t.path), t.head or None, t.kind) for n, t in cfg.rekindle.teachers.items()
     ]
-    return build_store(
-        cfg.rekindle.data,
-        teachers,
-        store_path(cfg),
-        max_length=cfg.rekindle.score_max_length or cfg.model.max_length,
-    )
+    # None: each cross-encoder teacher scores at the input lengths saved with it
+    max_length = cfg.rekindle.score_max_length or None
+    return build_store(cfg.rekindle.data, teachers, store_path(cfg), max_length=max_length)
 
 
-def _standardized(store: Path, cfg: RekindleConfig) -> Any:
-    """The store with every teacher column z-scored (the stored scores stay raw).
+def _standardized(source: Any, cfg: RekindleConfig) -> Any:
+    """The teacher scores with every teacher column z-scored (the stored scores stay raw).
 
-    Why: the KD terms' size follows the teacher's score scale, the MLM term's does not. A
-    briefly trained teacher separates documents by a few hundredths, so raw KD terms are
-    ~1e-3 next to an MLM term of ~1 and the update is all MLM. Z-scoring puts every
-    teacher on one scale; ranking is unchanged (an increasing affine map).
+    ``source``: the store's path, or the scored rows. Why: the KD terms' size follows the
+    teacher's score scale, the MLM term's does not. A briefly trained teacher separates
+    documents by a few hundredths, so raw KD terms are ~1e-3 next to an MLM term of ~1
+    and the update is all MLM. Z-scoring puts every teacher on one scale; ranking is
+    unchanged (an increasing affine map). Per-class logits (a GLUE classification
+    teacher) are not scores on one scale: refused.
     """
     import polars as pl
 
     from rerank.data import read_pairs
 
     columns = [teacher_column(name) for name in cfg.rekindle.teachers]
-    frame = read_pairs(store, labels="optional", targets=columns)  # finite, or file:row:column
+    if isinstance(source, Path):  # finite scores, or one line naming file, row and column
+        source = read_pairs(source, labels="optional", targets=columns)
+    frame = source
     for column in columns:
         values = frame.get_column(column)
+        if values.dtype.is_nested():
+            raise RerankError(
+                f"rekindle.standardize: teacher column '{column}' holds per-class logits; "
+                "only score teachers can be z-scored"
+            )
         mean, std = float(values.mean()), float(values.std() or 0.0)
         if not std > 0:
-            raise RerankError(f"{store}: column '{column}' is constant; cannot standardize it")
-        log.info("%s: standardizing %s (mean %.4g, std %.4g)", store.name, column, mean, std)
+            raise RerankError(f"{column} is constant; cannot standardize it (rekindle.standardize)")
+        log.info("standardizing %s (mean %.4g, std %.4g)", column, mean, std)
         frame = frame.with_columns(((pl.col(column) - mean) / std).alias(column))
     return frame
-
-
-def release_memory() -> None:
-    """Give freed heap memory back to the OS between training runs in one process.
-
-    A training run on CPU leaves its peak (about 3 GB for MiniLM with MLM at 32 x 128
-    tokens) in glibc's heap after it returns; a process that runs many stages (the cycle,
-    the pre-training slices) would otherwise hold the sum of those peaks. Measured:
-    2.9 GB resident after a run, 0.56 GB after ``malloc_trim``.
-    """
-    import ctypes
-    import gc
-    import sys
-
-    gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to trim
-            pass
 
 
 def _checkpoint_step(out_dir: Path) -> int:

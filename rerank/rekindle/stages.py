@@ -1,8 +1,8 @@
 """The stages of the rekindle cycle: each a function returning a JSON-able result.
 
-:class:`Stages` runs a stage at most once: its ``done.json`` (written last, atomically)
-holds the result, and a stage whose ``done.json`` exists is skipped. Training stages resume
-from their last checkpoint when one exists and start clean otherwise.
+:class:`rerank.pipeline.Pipeline` runs them (``done.json``, resume from a checkpoint);
+here is what each stage computes and the training config it runs
+(:func:`rerank.pipeline.stage_config` plus what is particular to the ranking cycle).
 """
 
 from __future__ import annotations
@@ -10,69 +10,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from rerank.atomic import atomic_path
-from rerank.config import Config, HeadConfig, apply_overrides, from_toml
+from rerank.config import Config, HeadConfig
 from rerank.errors import RerankError
+from rerank.pipeline import Pipeline, check_finished, stage_config
 from rerank.rekindle.cycle_config import CycleConfig
-from rerank.rekindle.pretrain import (
-    RekindleConfig,
-    TeacherConfig,
-    ablate,
-    pretrain,
-    release_memory,
-)
+from rerank.rekindle.pretrain import RekindleConfig, TeacherConfig, ablate, pretrain
 
 log = logging.getLogger(__name__)
-
-DONE = "done.json"
-
-# -- stage bookkeeping -------------------------------------------------------------------
-
-
-def _write_json(path: Path, value: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
-
-
-class Stages:
-    """Runs stages at most once; ``done.json`` (written last) marks a complete stage."""
-
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-        self.ran: list[str] = []
-
-    def run(self, name: str, where: Path, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        marker = where / DONE
-        if marker.is_file():
-            self.timings[name] = 0.0
-            return json.loads(marker.read_text())["result"]
-        log.info("cycle: stage %s -> %s", name, where)
-        start = time.perf_counter()
-        result = fn()
-        release_memory()
-        seconds = time.perf_counter() - start
-        _write_json(marker, {"stage": name, "seconds": round(seconds, 2), "result": result})
-        self.timings[name] = round(seconds, 2)
-        self.ran.append(name)
-        return result
-
-
-def fresh_or_resume(cfg: Config, where: Path) -> None:
-    """Resume from a checkpoint when one exists; otherwise clear leftovers of a killed run."""
-    from rerank.training import checkpoint as ckpt
-
-    if ckpt.exists(where):
-        cfg.train.resume = True
-    elif where.exists():
-        shutil.rmtree(where)
 
 
 def model_of(result: dict[str, Any]) -> str:
@@ -82,21 +31,19 @@ def model_of(result: dict[str, Any]) -> str:
 def finetune_config(cfg: CycleConfig, output_dir: Path, model: str, num_layers: int = 0) -> Config:
     """The fine-tune recipe, identical for teacher, plain student and rekindled student."""
     c = cfg.cycle
-    r = from_toml(cfg.finetune.config, Config)
-    apply_overrides(r, list(cfg.finetune.set))
-    r.model.path = model
-    r.model.num_layers = num_layers
+    r = stage_config(
+        cfg.finetune,
+        Config,
+        c,
+        output_dir=output_dir,
+        seed=c.seed,
+        model=model,
+        num_layers=num_layers,
+    )
     _continue_primary_head(r)
     # Selection on the eval split when the recipe evaluates during training; without
     # eval_every the loop would only evaluate the final model, which the eval stage does.
     r.data.eval = c.eval if r.train.eval_every else ""
-    r.train.output_dir = str(output_dir)
-    r.train.seed = c.seed
-    r.train.progress = False
-    if c.num_threads:
-        r.train.num_threads = c.num_threads
-    if not r.train.save_every:
-        r.train.save_every = c.checkpoint_every
     return r
 
 
@@ -120,15 +67,12 @@ def _continue_primary_head(r: Config) -> None:
             term.head = primary
 
 
-def train_stage(cfg: Config, where: Path) -> dict[str, Any]:
+def train_stage(cfg: Config) -> dict[str, Any]:
+    """Train ``cfg`` to the end: the final and best model folders, steps and seconds."""
     from rerank.train import train
 
-    fresh_or_resume(cfg, where)
     result = train(cfg)
-    if not result.finished:
-        raise RerankError(
-            f"{where}: training stopped at step {result.steps} of {result.total_steps}"
-        )
+    check_finished(result, Path(cfg.train.output_dir))
     return {
         "final": str(result.final_dir),
         "best": str(result.best_dir) if result.best_dir else None,
@@ -183,27 +127,26 @@ def pretrain_config(
     eval_path: str | None,
 ) -> RekindleConfig:
     c = cfg.cycle
-    r = from_toml(cfg.pretrain.config, RekindleConfig)
-    apply_overrides(r, list(cfg.pretrain.set))
+    p = cfg.pretrain
+    r = stage_config(
+        p,
+        RekindleConfig,
+        c,
+        output_dir=where,
+        seed=c.seed,
+        model=p.student,
+        num_layers=p.num_layers,
+    )
     r = ablate(r, variant)
     r.rekindle.teachers = experts(cfg, r, teacher)
     _objective_per_expert(r, list(r.rekindle.teachers))
     r.rekindle.data = pairs
     r.rekindle.store = str(store)
-    r.model.path = cfg.pretrain.student
-    r.model.num_layers = cfg.pretrain.num_layers
-    r.train.output_dir = str(where)
-    r.train.seed = c.seed
-    r.train.progress = False
-    if c.num_threads:
-        r.train.num_threads = c.num_threads
     if eval_path and variant != "mlm":
         r.data.eval = eval_path
         r.train.eval_every = r.rekindle.snapshot_every or r.train.eval_every
     else:
         r.data.eval = ""
-    if not r.train.save_every:
-        r.train.save_every = r.rekindle.snapshot_every or c.checkpoint_every
     return r
 
 
@@ -249,16 +192,11 @@ def _objective_per_expert(r: RekindleConfig, names: list[str]) -> None:
     ] + [dataclasses.replace(t, head=names[0]) for t in mlm]
 
 
-def pretrain_stage(rcfg: RekindleConfig, where: Path) -> dict[str, Any]:
-    from rerank.training import checkpoint as ckpt
-
-    if ckpt.exists(where):
-        rcfg.train.resume = True
-    elif where.exists():
-        shutil.rmtree(where)
+def pretrain_stage(rcfg: RekindleConfig) -> dict[str, Any]:
+    """Expert-guided pre-training to the end; its snapshots and zero-shot eval curve."""
+    where = Path(rcfg.train.output_dir)
     result = pretrain(rcfg)
-    if not result.train.finished:
-        raise RerankError(f"{where}: pre-training stopped at step {result.train.steps}")
+    check_finished(result.train, where)
     curve = _eval_curve(where / "log.jsonl")
     return {
         "final": str(result.train.final_dir),
@@ -282,7 +220,7 @@ def score_stage(
         pairs,
         teachers,
         store,
-        max_length=base.rekindle.score_max_length or base.model.max_length,
+        max_length=base.rekindle.score_max_length or None,  # None: each teacher's own
     )
     return {"store": str(store), "scored": list(built.scored), "reused": list(built.reused)}
 
@@ -302,9 +240,8 @@ def _eval_curve(log_path: Path) -> list[list[float]]:
     return [[s, v] for s, v in sorted(points.items())]
 
 
-def evaluate_stage(
-    model_dir: str, split: str, where: Path, cfg: CycleConfig, max_length: int, query_length: int
-) -> dict[str, Any]:
+def evaluate_stage(model_dir: str, split: str, where: Path, cfg: CycleConfig) -> dict[str, Any]:
+    """Score ``split`` with the model at the input lengths saved with it; its measures."""
     import torch
 
     from rerank.data import read_pairs, write_table
@@ -316,13 +253,7 @@ def evaluate_stage(
         torch.set_num_threads(cfg.cycle.num_threads)
     frame = read_pairs(split, labels="required")
     model = RerankModel.from_pretrained(model_dir)
-    scores = score_frame(
-        model,
-        frame,
-        batch_size=cfg.cycle.score_batch_size,
-        max_length=max_length,
-        max_first_length=query_length,
-    )
+    scores = score_frame(model, frame, batch_size=cfg.cycle.score_batch_size)
     path = where / "scores.parquet"
     write_table(frame.select("query_id", "doc_id").with_columns(pl.Series("score", scores)), path)
     report = evaluate_files(split, path, measures=report_measures(cfg))
@@ -331,3 +262,72 @@ def evaluate_stage(
 
 def report_measures(cfg: CycleConfig) -> list[str]:
     return list(dict.fromkeys(["pnr", "ndcg@10", *cfg.cycle.measures]))
+
+
+def evaluate_rows(
+    cfg: CycleConfig, out: Path, pipe: Pipeline, models: dict[str, str]
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, str]]]:
+    """Measures of every row on both splits, and the score file behind each."""
+    from rerank.evaluation import evaluate_files
+    from rerank.rekindle.baselines import dense_scores_stage
+
+    c = cfg.cycle
+    splits = {"eval": c.eval, "test": c.test}
+    measures = report_measures(cfg)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    scores: dict[str, dict[str, str]] = {}
+
+    def measured(split: str, path: str) -> dict[str, float]:
+        rep = evaluate_files(splits[split], path, measures=measures, unmatched="drop")
+        return {k: v for k, v in rep.as_dict().items() if k in measures}
+
+    bm25 = {"eval": c.bm25_eval, "test": c.bm25_test}
+    if all(bm25.values()):
+        results["bm25"] = {split: measured(split, path) for split, path in bm25.items()}
+        scores["bm25"] = dict(bm25)
+
+    def dense_stage(split: str, where: Path) -> dict[str, Any]:
+        path = dense_scores_stage(c.dense, splits[split], where, batch_size=c.score_batch_size)
+        return {"scores": path, "measures": measured(split, path)}
+
+    if c.dense:
+        results["dense"], scores["dense"] = {}, {}
+        for split in splits:
+            where = out / "eval" / f"dense-{split}"
+            done = pipe.run(
+                f"eval[dense/{split}]",
+                where,
+                lambda s=split, w=where: dense_stage(s, w),
+                tags={"kind": "eval", "row": "dense", "split": split},
+            )
+            scores["dense"][split], results["dense"][split] = done["scores"], done["measures"]
+    first_name: dict[str, str] = {}
+    for name, model_dir in models.items():
+        results[name], scores[name] = {}, {}
+        for split, split_path in splits.items():
+            if model_dir in first_name:  # the same model under another name (plain == teacher)
+                results[name][split] = results[first_name[model_dir]][split]
+                scores[name][split] = scores[first_name[model_dir]][split]
+                continue
+            where = out / "eval" / f"{slug(name)}-{split}"
+            results[name][split] = pipe.run(
+                f"eval[{name}/{split}]",
+                where,
+                lambda m=model_dir, s=split_path, w=where: evaluate_stage(m, s, w, cfg),
+                tags={"kind": "eval", "row": name, "split": split},
+            )
+            scores[name][split] = str(where / "scores.parquet")
+        first_name.setdefault(model_dir, name)
+    return results, scores
+
+
+def reference_pnr(out: Path, eval_path: str) -> dict[str, float]:
+    """Teacher and rekindled student PNR on the rows the zero-shot curves measure."""
+    from rerank.evaluation import evaluate_files
+
+    references = {}
+    for name in ("teacher", "rekindled"):
+        scores = out / "eval" / f"{slug(name)}-eval" / "scores.parquet"
+        rep = evaluate_files(eval_path, scores, measures=["pnr"], unmatched="drop")
+        references[f"{name} after fine-tune"] = float(rep.aggregate["pnr"])
+    return references

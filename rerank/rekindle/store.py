@@ -159,7 +159,7 @@ def _weights_hashes(path: Path) -> dict[str, str]:
     return {name: file_sha256(path / name) for name in WEIGHT_FILES if (path / name).is_file()}
 
 
-def _teacher_record(teacher: Teacher, max_length: int) -> dict[str, Any]:
+def _teacher_record(teacher: Teacher, max_length: int | None) -> dict[str, Any]:
     kind = teacher_kind(teacher)
     path = Path(teacher.path)
     record: dict[str, Any] = {"kind": kind, "path": str(teacher.path), "head": None}
@@ -173,11 +173,13 @@ def _teacher_record(teacher: Teacher, max_length: int) -> dict[str, Any]:
         root = resolve_model_path(teacher.path)
         files = {f.relative_to(root).as_posix(): file_sha256(f) for f in scoring_files(root)}
         return {**record, "max_length": None, "weights": files}
+    from rerank.model import saved_input_lengths
+
     return {
         **record,
         "head": teacher.head,
-        "max_length": max_length,
         "weights": _weights_hashes(path),
+        "max_length": max_length or saved_input_lengths(path)["max_length"],
     }
 
 
@@ -250,7 +252,7 @@ def build_store(
     teachers: Sequence[Teacher],
     out: str | os.PathLike[str],
     *,
-    max_length: int = 256,
+    max_length: int | None = None,
     scorer: Scorer | None = None,
 ) -> StoreResult:
     """Score the rekindle rows of ``data`` with every teacher into the store ``out``.
@@ -265,7 +267,9 @@ def build_store(
     out
         The store (``.parquet``). Written atomically.
     max_length
-        Token length the teachers score at (part of the provenance).
+        Token length the cross-encoder teachers score at (part of the provenance);
+        ``None``: each teacher's own input lengths, saved with it
+        (:func:`rerank.model.saved_input_lengths`), its query cap included.
     scorer
         How a cross-encoder teacher scores rows (default: :func:`rerank.score.score_frame`
         on the loaded model). Tests pass a cheap one. Bi-encoder teachers score with
@@ -305,7 +309,7 @@ def build_store(
     columns = [
         old_frame.get_column(teacher_column(t.name))
         if old_frame is not None and t.name in reuse
-        else _scores(t, records[t.name]["kind"], rows, scorer or _default_scorer, max_length)
+        else _scores(t, records[t.name], rows, scorer or _default_scorer)
         for t in teachers
     ]
     frame = rows.with_columns(columns)
@@ -334,9 +338,14 @@ def _check_inputs(data: Path, names: list[str], out: Path) -> tuple[Path, Path]:
 
 
 def _scores(
-    teacher: Teacher, kind: str, rows: pl.DataFrame, scorer: Scorer, max_length: int
+    teacher: Teacher, record: dict[str, Any], rows: pl.DataFrame, scorer: Scorer
 ) -> pl.Series:
-    """Teacher ``teacher``'s column of the store: its score of every row."""
+    """Teacher ``teacher``'s column of the store: its score of every row.
+
+    ``record`` is the teacher's provenance record: its kind and the input length it
+    scores at.
+    """
+    kind = record["kind"]
     log.info(
         "scoring %d rekindle pairs with %s teacher '%s' (%s)",
         rows.height,
@@ -349,7 +358,7 @@ def _scores(
     elif kind == "bi-encoder":
         scores = _bi_encoder_scores(Path(teacher.path), rows)
     else:
-        scores = scorer(Path(teacher.path), rows, teacher.head, max_length)
+        scores = scorer(Path(teacher.path), rows, teacher.head, record["max_length"])
     if len(scores) != rows.height:
         raise RerankError(
             f"teacher '{teacher.name}': scorer returned {len(scores)} scores for {rows.height} rows"
