@@ -343,3 +343,20 @@ def test_cycle_with_fine_tuned_snapshot_curves(tmp_path):
     assert all(v > 0 for _, v in report["pretraining"]["kd+mlm"])
     assert "figure[kd@4]" in report["stages_run"]
     assert report["pretraining_proxy"].startswith("eval-split PNR after a 1-step fine-tune")
+
+
+def test_with_train_adds_the_training_candidates_unlabeled_under_their_own_ids(tmp_path):
+    from rerank.rekindle.stages import pairs_stage
+
+    config = make_cycle(tmp_path)
+    train = pl.read_parquet(tmp_path / "train.parquet")
+    plain = pl.read_parquet(pairs_stage(load_cycle(config), tmp_path / "p0")["path"])
+    out = pairs_stage(load_cycle(config, ["pairs.with_train=true"]), tmp_path / "p1")
+    mixed = pl.read_parquet(out["path"])
+    assert mixed.head(plain.height).equals(plain)
+    assert mixed.height == plain.height + train.height and "label" not in mixed.columns
+    assert mixed.tail(train.height)["query_id"].to_list() == [
+        f"train:{q}" for q in train["query_id"].to_list()
+    ]
+    assert mixed.tail(train.height)["doc_id"].to_list() == train["doc_id"].to_list()
+    assert out["queries"] == plain["query_id"].n_unique() + train["query_id"].n_unique()

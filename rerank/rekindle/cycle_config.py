@@ -115,6 +115,13 @@ class PairsSection(pipeline.PairsSection):
     k: int = field(default=8, metadata=doc("... top-k documents per query"))
     exclude_judged: str = field(default="", metadata=doc("... never these pairs", path=True))
     max_queries: int = field(default=0, metadata=doc("keep the first N queries; 0: all"))
+    with_train: bool = field(
+        default=False,
+        metadata=doc(
+            "also the fine-tune recipe's training candidates, labels unused (their query "
+            "ids prefixed 'train:'): the experts' scores of real queries"
+        ),
+    )
 
 
 @dataclass

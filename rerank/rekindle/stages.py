@@ -20,6 +20,7 @@ from rerank.errors import RerankError
 from rerank.pipeline import Pipeline, check_finished, stage_config
 from rerank.rekindle.cycle_config import CycleConfig
 from rerank.rekindle.pretrain import RekindleConfig, TeacherConfig, ablate, pretrain
+from rerank.tables.columns import PAIRS
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,7 @@ def pairs_stage(cfg: CycleConfig, where: Path) -> dict[str, Any]:
 
     p = cfg.pairs
     if p.data:
-        frame = read_pairs(p.data, labels="optional")
-        frame = frame.select("query_id", "doc_id", "query", "title", "summary")
+        frame = read_pairs(p.data, labels="optional").select(*PAIRS)
     else:
         from rerank.pairs import build_pairs, read_documents, read_judged, read_queries
 
@@ -100,6 +100,17 @@ def pairs_stage(cfg: CycleConfig, where: Path) -> dict[str, Any]:
     if p.max_queries:
         keep = frame.get_column("query_id").unique(maintain_order=True).head(p.max_queries)
         frame = frame.filter(pl.col("query_id").is_in(keep.implode()))
+    if p.with_train:
+        # the labeled queries' candidates are unlabeled pairs too: the experts score them
+        # like any other (labels dropped); the prefix keeps their query ids apart
+        train = stage_config(
+            cfg.finetune, Config, cfg.cycle, output_dir=where, seed=cfg.cycle.seed
+        ).data.train
+        labeled = read_pairs(train, labels="optional").select(*PAIRS)
+        labeled = labeled.with_columns(
+            pl.concat_str(pl.lit("train:"), "query_id").alias("query_id")
+        )
+        frame = pl.concat([frame.select(*PAIRS), labeled])
     path = where / "pairs.parquet"
     write_table(frame, path)
     return {"path": str(path), "rows": frame.height, "queries": frame["query_id"].n_unique()}
