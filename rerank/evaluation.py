@@ -323,7 +323,7 @@ def _names(metrics, measures) -> list[str]:
     if given is None:
         return list(DEFAULT_MEASURES)
     if isinstance(given, str):
-        from rerank.cli.evaluate import split_names
+        from rerank.measures.names import split_names
 
         given = split_names(given)
     names = canonical_names(list(given))

@@ -106,14 +106,15 @@ class Reranker:
         if precision not in ("auto", "fp32", "bf16", "int8"):
             raise RerankError(f"precision: expected fp32, bf16, int8 or auto, got {precision!r}")
         from rerank.config import resolve_model_path
+        from rerank.inference import resolve_device
         from rerank.precision import resolve_precision
-        from rerank.score import _check_max_length, _device, load_scoring_model
+        from rerank.score import load_scoring_model
 
         resolved = resolve_model_path(path)
         if not resolved.is_dir():
             raise input_error(path, "no such model directory")
         try:
-            dev = _device(device)
+            dev = resolve_device(device)
         except RuntimeError as err:
             raise RerankError(f"device: {str(err).splitlines()[0]}") from None
         from rerank.backends import resolve_backend
@@ -143,7 +144,7 @@ class Reranker:
             ):
                 max_length = positions
         encoder = model.pair_encoder(max_length=max_length, max_first_length=max_query_length)
-        _check_max_length(model, encoder.max_length)
+        model.check_max_length(encoder.max_length)
         return cls(
             model,
             precision=resolve_precision(precision, dev),

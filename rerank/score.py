@@ -20,11 +20,9 @@ AMX); ``benchmarks/score.py`` measures its PNR against fp32 on Cranfield.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,14 +34,22 @@ import torch
 from rerank.atomic import check_output
 from rerank.encoding import PairEncoder
 from rerank.errors import RerankError, input_error
+from rerank.inference import (
+    check_limits,
+    eval_mode,
+    plan_batches,
+    resolve_device,
+    torch_threads,
+)
 from rerank.model import RerankModel
 from rerank.precision import DEFAULT_PRECISION, Precision, resolve_precision
-from rerank.streaming import output_format, progress_bar, stream_scores
+from rerank.streaming import output_format, progress_bar, score_pairs_file
 from rerank.tables.chunks import scan_pairs
 from rerank.tables.columns import TEXT_COLUMNS
 
 __all__ = [
     "ScoreSummary",
+    "load_scoring_model",
     "plan_batches",
     "rerank_run",
     "resolve_precision",
@@ -53,51 +59,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_device = resolve_device  # the old private name (rerank.dense, rerank.reranker used it)
+
 
 # -- batching and the core -----------------------------------------------------------
-
-
-def plan_batches(
-    lengths: Sequence[int] | np.ndarray,
-    *,
-    batch_size: int,
-    max_tokens: int | None = None,
-    pad_to_multiple_of: int = 8,
-) -> list[np.ndarray]:
-    """Cut inputs into length-sorted batches (longest first).
-
-    A batch holds at most ``batch_size`` inputs and, with ``max_tokens``, at most that
-    many tokens once padded to its longest input (rounded up to ``pad_to_multiple_of``);
-    an input longer than the budget still gets a batch of its own.
-
-    Returns
-    -------
-    list of numpy.ndarray
-        Indices into ``lengths``, one array per batch; together a permutation.
-
-    Examples
-    --------
-    >>> [b.tolist() for b in plan_batches([3, 9, 5, 9], batch_size=2)]
-    [[1, 3], [2, 0]]
-    >>> [b.tolist() for b in plan_batches([3, 9, 5, 9], batch_size=4, max_tokens=32)]
-    [[1, 3], [2, 0]]
-    """
-    if batch_size < 1:
-        raise RerankError(f"batch_size: expected a positive integer, got {batch_size}")
-    if max_tokens is not None and max_tokens < 1:
-        raise RerankError(f"max_tokens: expected a positive integer, got {max_tokens}")
-    lengths = np.asarray(lengths, dtype=np.int64)
-    order = np.argsort(-lengths, kind="stable")
-    m = max(pad_to_multiple_of, 1)
-    batches, start = [], 0
-    while start < len(order):
-        stop = min(start + batch_size, len(order))
-        if max_tokens is not None:
-            padded = -(-int(lengths[order[start]]) // m) * m  # the longest comes first
-            stop = min(stop, start + max(1, max_tokens // max(padded, 1)))
-        batches.append(order[start:stop])
-        start = stop
-    return batches
 
 
 def _score_encoded(
@@ -131,26 +96,11 @@ def _score_encoded(
         )
 
 
-@contextlib.contextmanager
-def _eval_mode(model: Any) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
-
-
 def _text_columns(frame: pl.DataFrame, path: str | os.PathLike[str] | None) -> pl.DataFrame:
     missing = [c for c in TEXT_COLUMNS if c not in frame.columns]
     if missing:
         raise input_error(path, f"missing column(s) {missing}; have {frame.columns}")
     return frame.select(pl.col(c).cast(pl.String).fill_null("") for c in TEXT_COLUMNS)
-
-
-def _check_max_length(model: Any, max_length: int) -> None:
-    model.check_max_length(max_length)
 
 
 def _check_heads(model: Any, heads: Sequence[str] | None) -> tuple[str, ...]:
@@ -210,10 +160,10 @@ def score_frame(
     names = _check_heads(model, heads)
     texts = _text_columns(frame, None)
     encoder = model.pair_encoder(max_length=max_length, max_first_length=max_first_length)
-    _check_max_length(model, encoder.max_length)
+    model.check_max_length(encoder.max_length)
     device = next(model.parameters()).device
     prec = resolve_precision(precision, device)
-    with _eval_mode(model), progress_bar(texts.height, progress) as bar:
+    with eval_mode(model), progress_bar(texts.height, progress) as bar:
         scores = _score_encoded(
             model,
             encoder,
@@ -248,22 +198,14 @@ class ScoreSummary:
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _device(device: str | None) -> torch.device:
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    return torch.device(device)
-
-
 def load_scoring_model(model_dir: str | os.PathLike[str], *, device: torch.device) -> Any:
     """Load a saved model for scoring; warn when its ranking head was never trained."""
+    from rerank.config import resolve_model_path
+    from rerank.dense_layout import has_ranking_head
+
     path = Path(model_dir)
     model = RerankModel.from_pretrained(path)
-    cfg = model.encoder.config
-    if not getattr(cfg, "rerank", None) and not any(
-        a.endswith("ForSequenceClassification") for a in (cfg.architectures or [])
-    ):
+    if not has_ranking_head(resolve_model_path(path)):
         log.warning(
             "%s has no trained ranking head: its scores come from a randomly initialised "
             "head (train one with `rerank train`)",
@@ -302,80 +244,82 @@ def score_file(
         ``.tsv``, ``.parquet`` or ``.jsonl`` (``query_id, doc_id`` and one column per
         head: ``score`` by default), or ``.run``/``.trec`` (a TREC run; one head only).
         Table rows keep the input order. Written atomically: on any error nothing appears.
-    batch_size, max_tokens
-        At most ``batch_size`` pairs and (if given) ``max_tokens`` padded tokens a batch.
+    batch_size, max_tokens, chunk_rows
+        At most ``batch_size`` pairs and (if given) ``max_tokens`` padded tokens a batch;
+        ``chunk_rows`` rows read, tokenized and length-sorted at a time (the memory).
     max_length, max_first_length
         Truncation (:class:`rerank.encoding.PairEncoder`); ``None``: the lengths the model
-        was trained with (``config.json`` ``rerank.max_length`` / ``max_query_length``),
-        else 256 and 64.
-    chunk_rows
-        Rows read, tokenized and length-sorted at a time (memory ~ ``chunk_rows``).
+        was trained with (``config.json`` ``rerank`` section), else 256 and 64.
     heads
         Heads to write, one column each (named after the head); ``None``: the primary
         head as ``score``.
-    precision
-        ``fp32``, ``bf16`` or ``auto`` (bf16 where the device computes it natively);
-        default :data:`rerank.precision.DEFAULT_PRECISION`, as ``rerank score``.
-    device
-        ``cpu``, ``cuda``, ``cuda:1``...; ``None``: CUDA when available (``LOCAL_RANK``).
+    precision, device, threads
+        ``fp32``, ``bf16`` or ``auto`` (bf16 where the device computes it natively;
+        :data:`rerank.precision.DEFAULT_PRECISION`, as ``rerank score``); ``cpu``,
+        ``cuda:1``... (``None``: CUDA when available, ``LOCAL_RANK``); CPU threads
+        (``None``: torch's default, the physical cores).
     progress
         Progress bar with pairs/s and ETA on stderr (``None``: only on a terminal).
     backend
         ``torch``, ``onnx``, ``openvino`` (an export of ``rerank export``) or ``auto``:
         what the directory holds (:func:`rerank.backends.resolve_backend`). ``precision``
         may also be ``int8`` there (the int8 export).
-    threads
-        CPU threads (``None``: torch's default, the physical cores); reported.
 
     Notes
     -----
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank scores a contiguous slice of the
-    rows into part files beside ``out_path`` and rank 0 writes the merged output; the
-    output directory must be shared by the ranks (one machine, or a shared file system).
+    rows into part files beside ``out_path``, merged by rank 0; the output directory
+    must be shared by the ranks (one machine, or a shared file system).
     """
-    for name, value in (("chunk_rows", chunk_rows), ("batch_size", batch_size)):
-        if value < 1:
-            raise RerankError(f"{name}: expected a positive integer, got {value}")
-    if max_tokens is not None and max_tokens < 1:
-        raise RerankError(f"max_tokens: expected a positive integer, got {max_tokens}")
+    check_limits(batch_size=batch_size, chunk_rows=chunk_rows, max_tokens=max_tokens)
     if max_length is not None and max_length < 8:
         raise RerankError(f"max_length: expected at least 8 tokens, got {max_length}")
     fmt = output_format(out_path, n_heads=len(heads) if heads else 1)
     check_output(out_path, {"--data": data_path})
     lazy, source = scan_pairs(data_path)
-    dev = _device(device)
+    dev = resolve_device(device)
     from rerank.backends import resolve_backend
 
     kind = resolve_backend(model_dir, backend, precision=precision, device=device)
+    options = dict(
+        fmt=fmt, precision=precision, threads=threads, heads=heads, progress=progress,
+        batch_size=batch_size, max_tokens=max_tokens, chunk_rows=chunk_rows,
+        max_length=max_length, max_first_length=max_first_length,
+    )  # fmt: skip
     if kind != "torch":  # an exported graph: the same streaming, another forward
         from rerank.inference import score_exported_file
 
-        return score_exported_file(
-            model_dir,
-            lazy,
-            source,
-            out_path,
-            fmt=fmt,
-            backend=kind,
-            precision=precision,
-            threads=threads,
-            heads=heads,
-            batch_size=batch_size,
-            max_length=max_length,
-            max_first_length=max_first_length,
-            max_tokens=max_tokens,
-            chunk_rows=chunk_rows,
-            progress=progress,
-        )
-    model = load_scoring_model(model_dir, device=dev)
-    names = _check_heads(model, heads)
-    prec = resolve_precision(precision, dev)
-    encoder = model.pair_encoder(max_length=max_length, max_first_length=max_first_length)
-    _check_max_length(model, encoder.max_length)
-    columns = list(names) if heads else ["score"]
+        return score_exported_file(model_dir, lazy, source, out_path, backend=kind, **options)
+    return _score_file_torch(model_dir, lazy, source, out_path, device=dev, **options)
 
-    def score_chunk(chunk: pl.DataFrame, bar: Any) -> pl.DataFrame:
-        scores = _score_encoded(
+
+def _score_file_torch(
+    model_dir: str | os.PathLike[str],
+    lazy: pl.LazyFrame,
+    source: Any,
+    out_path: str | os.PathLike[str],
+    *,
+    fmt: str,
+    device: torch.device,
+    precision: Precision,
+    threads: int | None,
+    heads: Sequence[str] | None,
+    batch_size: int,
+    max_tokens: int | None,
+    chunk_rows: int,
+    max_length: int | None,
+    max_first_length: int | None,
+    progress: bool | None,
+) -> ScoreSummary:
+    """:func:`score_file` with the PyTorch model (the checked scan and output format)."""
+    model = load_scoring_model(model_dir, device=device)
+    names = _check_heads(model, heads)
+    prec = resolve_precision(precision, device)
+    encoder = model.pair_encoder(max_length=max_length, max_first_length=max_first_length)
+    model.check_max_length(encoder.max_length)
+
+    def scores_of(chunk: pl.DataFrame, bar: Any) -> np.ndarray:
+        return _score_encoded(
             model,
             encoder,
             chunk,
@@ -385,36 +329,22 @@ def score_file(
             precision=prec,
             bar=bar,
         )
-        bad = ~np.isfinite(scores).all(axis=1)
-        if bad.any():  # diverged or damaged weights: no score file that looks fine
-            i = int(bad.argmax())
-            raise RerankError(
-                f"{model_dir}: the model gives a non-finite score ({scores[i].tolist()}) "
-                f"to (query_id {chunk[i, 'query_id']!r}, doc_id {chunk[i, 'doc_id']!r}); "
-                "its weights are damaged or its training diverged; nothing was written"
-            )
-        return chunk.select("query_id", "doc_id").with_columns(
-            pl.Series(c, scores[:, j], dtype=pl.Float64) for j, c in enumerate(columns)
-        )
 
-    t0 = time.perf_counter()
-    from rerank.inference import torch_threads
-
-    with _eval_mode(model), torch_threads(threads):
-        shards = stream_scores(
+    with eval_mode(model), torch_threads(threads):
+        shards, seconds = score_pairs_file(
             lazy,
             source,
             out_path,
-            score_chunk,
+            scores_of,
+            model=model_dir,
             fmt=fmt,
-            columns=columns,
+            columns=list(names) if heads else ["score"],
             chunk_rows=chunk_rows,
             progress=progress,
         )
-    seconds = time.perf_counter() - t0
     threads_used = threads or torch.get_num_threads()
     return ScoreSummary(
-        shards.rows, seconds, prec, str(dev), shards.world, shards.rank, "torch", threads_used
+        shards.rows, seconds, prec, str(device), shards.world, shards.rank, "torch", threads_used
     )
 
 

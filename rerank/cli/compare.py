@@ -84,7 +84,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from rerank.cli.evaluate import _label_range, split_names
+    from rerank.cli.evaluate import _label_range
+    from rerank.measures.names import split_names
     from rerank.comparison import compare
 
     if len(args.runs) < 2:

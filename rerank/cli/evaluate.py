@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from rerank import data
     from rerank.evaluation import canonical_names, evaluate_files, evaluate_trec_files
     from rerank.measures import DEFAULT_MEASURES
+    from rerank.measures.names import split_names
 
     trec = args.qrels is not None or args.run_file is not None
     if trec and (args.data is not None or args.scores is not None):
@@ -185,20 +186,13 @@ def _notes(counts: dict[str, int], trec: bool, complete: bool) -> list[str]:
     return notes
 
 
-def split_names(text: str) -> list[str]:
-    """Split a comma list, keeping commas inside parentheses (``AP(rel=2,judged_only)``)."""
-    names, depth, current = [], 0, ""
-    for ch in text:
-        depth += (ch == "(") - (ch == ")")
-        if ch == "," and depth == 0:
-            names.append(current.strip())
-            current = ""
-        else:
-            current += ch
-    names.append(current.strip())
-    if not all(names):
-        raise RerankError(f"--metrics: expected comma-separated measure names, got {text!r}")
-    return names
+def __getattr__(name: str):
+    # split_names moved to rerank.measures.names; imported on use (it loads numba)
+    if name == "split_names":
+        from rerank.measures.names import split_names
+
+        return split_names
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _label_range(text: str) -> tuple[int, int] | None:

@@ -32,9 +32,9 @@ import functools
 import re
 from dataclasses import dataclass
 
-from rerank.errors import input_error
+from rerank.errors import RerankError, input_error
 
-__all__ = ["FastSpec", "Resolved", "at_relevance_level", "resolve"]
+__all__ = ["FastSpec", "Resolved", "at_relevance_level", "resolve", "split_names"]
 
 # project name -> (ir-measures name, cutoff required?)
 _PROJECT = {
@@ -173,6 +173,22 @@ def at_relevance_level(name: str, level: int) -> str:
     if "rel" in measure.SUPPORTED_PARAMS and "rel" not in measure.params:
         return str(measure(rel=level))
     return name
+
+
+def split_names(text: str) -> list[str]:
+    """Split a comma list, keeping commas inside parentheses (``AP(rel=2,judged_only)``)."""
+    names, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            names.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    names.append(current.strip())
+    if not all(names):
+        raise RerankError(f"--metrics: expected comma-separated measure names, got {text!r}")
+    return names
 
 
 def _parse(expression: str):
