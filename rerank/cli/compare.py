@@ -85,8 +85,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from rerank.cli.evaluate import _label_range
-    from rerank.measures.names import split_names
     from rerank.comparison import compare
+    from rerank.measures.names import split_names
 
     if len(args.runs) < 2:
         raise RerankError("compare needs at least two runs: the baseline, then the others")
