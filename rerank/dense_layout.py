@@ -26,6 +26,7 @@ import torch
 
 from rerank.config import resolve_model_path
 from rerank.errors import RerankError, input_error
+from rerank.model_dir import position_limit
 
 __all__ = [
     "POOLING_MODES",
@@ -199,15 +200,6 @@ def checkpoint_layout(path: Path) -> dict[str, Any]:
             path, "prompts excluded from pooling (include_prompt = false) are not supported"
         )
     return layout
-
-
-def position_limit(config: Any) -> int | None:
-    limit = getattr(config, "max_position_embeddings", None)
-    if not limit or limit < 0:
-        return None
-    if "roberta" in str(getattr(config, "model_type", "")):
-        limit -= (getattr(config, "pad_token_id", 0) or 0) + 1
-    return int(limit)
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, modes: Sequence[str]) -> torch.Tensor:
