@@ -37,6 +37,7 @@ import importlib.util
 import json
 import logging
 import os
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,26 +310,26 @@ def pair_encoder(
     :meth:`rerank.Reranker.from_pretrained` does).
     """
     from rerank.encoding import PairEncoder
-    from rerank.model import (
+    from rerank.model_dir import (
         DEFAULT_MAX_LENGTH,
         DEFAULT_MAX_QUERY_LENGTH,
-        _saved_truncation,
+        default_max_length,
+        position_limit,
         quiet_transformers,
+        saved_truncation,
     )
 
     path = Path(model_dir)
     config = _config(path)
     saved = config.get("rerank") or {}
-    clip = clip and max_length is None
+    fields = types.SimpleNamespace(**config)
+    if clip and max_length is None and "max_length" not in saved:
+        max_length = default_max_length(fields)
     max_length = max_length or int(saved.get("max_length", DEFAULT_MAX_LENGTH))
     max_first_length = max_first_length or int(
         saved.get("max_query_length", DEFAULT_MAX_QUERY_LENGTH)
     )
-    limit = config.get("max_position_embeddings")
-    if limit and "roberta" in str(config.get("model_type", "")):
-        limit -= (config.get("pad_token_id") or 0) + 1
-    if clip and "max_length" not in saved and limit and max_length > limit:
-        max_length = limit
+    limit = position_limit(fields)
     if limit and max_length > limit:
         raise RerankError(f"max_length {max_length} exceeds the model's {limit} positions")
     try:
@@ -342,7 +343,7 @@ def pair_encoder(
         tokenizer,
         max_length=max_length,
         max_first_length=max_first_length,
-        truncation=_saved_truncation(saved, path),
+        truncation=saved_truncation(saved, path),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "INPUT_LENGTH_KEYS",
     "MLM_FILE",
     "check_weights",
+    "default_max_length",
     "load_encoder",
     "position_limit",
     "quiet_transformers",
@@ -127,23 +129,31 @@ def position_limit(config: Any) -> int | None:
     return int(limit) or None
 
 
+def default_max_length(config: Any) -> int:
+    """The length a model not trained here gets: 256, kept within its position embeddings.
+
+    The one rule for :func:`saved_input_lengths`, :meth:`rerank.Reranker.from_pretrained`
+    and ``rerank export``.
+    """
+    limit = position_limit(config)
+    return min(DEFAULT_MAX_LENGTH, limit) if limit else DEFAULT_MAX_LENGTH
+
+
 def saved_input_lengths(path: str | Path) -> dict[str, int]:
     """The input lengths a model directory was trained with (else the defaults, 256 / 64).
 
     The one source of a model's ``max_length`` / ``max_query_length`` downstream of its
     training (teacher scoring and its provenance). A model not trained here gets the
-    defaults, ``max_length`` kept within its position embeddings (as
-    :meth:`rerank.Reranker.from_pretrained` does).
+    defaults, ``max_length`` kept within its position embeddings
+    (:func:`default_max_length`).
     """
     saved = saved_meta(Path(path))
     defaults = {"max_length": DEFAULT_MAX_LENGTH, "max_query_length": DEFAULT_MAX_QUERY_LENGTH}
     lengths = {k: int(saved.get(k, v)) for k, v in defaults.items()}
     file = Path(path) / "config.json"
     if "max_length" not in saved and file.is_file():
-        config = json.loads(file.read_text())
-        limit = config.get("max_position_embeddings") or 0
-        if 0 < limit < lengths["max_length"] and "roberta" not in str(config.get("model_type")):
-            lengths["max_length"] = limit
+        config = types.SimpleNamespace(**json.loads(file.read_text()))
+        lengths["max_length"] = default_max_length(config)
     return lengths
 
 

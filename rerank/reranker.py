@@ -107,7 +107,7 @@ class Reranker:
             raise RerankError(f"precision: expected fp32, bf16, int8 or auto, got {precision!r}")
         from rerank.config import resolve_model_path
         from rerank.inference import resolve_device
-        from rerank.model import saved_input_lengths
+        from rerank.model_dir import default_max_length
         from rerank.precision import resolve_precision
         from rerank.score import load_scoring_model
 
@@ -140,7 +140,7 @@ class Reranker:
         model = load_scoring_model(resolved, device=dev)
         if max_length is None and "max_length" not in model.input_lengths:
             # a model not trained here: the default length, kept within its positions
-            fitted = saved_input_lengths(resolved)["max_length"]
+            fitted = default_max_length(model.encoder.config)
             max_length = fitted if fitted < model.pair_encoder().max_length else None
         encoder = model.pair_encoder(max_length=max_length, max_first_length=max_query_length)
         model.check_max_length(encoder.max_length)
