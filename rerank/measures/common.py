@@ -29,12 +29,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from rerank.measures.names import FastSpec
-from rerank.measures.pnr import _PARALLEL_MIN_ROWS, _chunk_bounds
+from rerank.measures.pnr import run_chunked
 from rerank.measures.sorting import _sort_by_score
 
 __all__ = ["common_measures"]
@@ -86,6 +85,39 @@ def common_measures(
     ...                 ["a", "b", "c"], specs).round(4).tolist()
     [[0.5, 0.5, 0.3869]]
     """
+    offsets, labels, scores, ideal_offsets, ideal_labels = _checked(
+        offsets, labels, scores, ideal_offsets, ideal_labels
+    )
+    kinds = np.array([_KINDS[s.kind] for s in specs], dtype=np.int64)
+    cutoffs = np.array([s.cutoff for s in specs], dtype=np.int64)
+    rels = np.array([s.rel for s in specs], dtype=np.int64)
+    n_queries = len(offsets) - 1
+    if not len(specs) or not n_queries:
+        return np.zeros((n_queries, len(specs)))
+    doc_offsets, doc_bytes = _string_buffers(doc_ids, len(labels))
+    low = int(ideal_labels.min()) if len(ideal_labels) else 0
+    span = int(ideal_labels.max()) - low + 1 if len(ideal_labels) else 1
+    return run_chunked(
+        _measures,
+        offsets,
+        offsets,
+        labels,
+        scores,
+        doc_offsets,
+        doc_bytes,
+        ideal_offsets,
+        ideal_labels,
+        low,
+        span,
+        kinds,
+        cutoffs,
+        rels,
+    )
+
+
+def _checked(offsets, labels, scores, ideal_offsets, ideal_labels) -> tuple[np.ndarray, ...]:
+    """The kernel's contiguous int64 / float64 arrays; the ranked rows are the judgments
+    when ``ideal_offsets`` is ``None``."""
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     scores = np.ascontiguousarray(scores, dtype=np.float64)
@@ -99,37 +131,7 @@ def common_measures(
     ideal_labels = np.ascontiguousarray(ideal_labels, dtype=np.int64)
     if len(ideal_offsets) != len(offsets):
         raise ValueError("ideal_offsets and offsets differ in their number of queries")
-    kinds = np.array([_KINDS[s.kind] for s in specs], dtype=np.int64)
-    cutoffs = np.array([s.cutoff for s in specs], dtype=np.int64)
-    rels = np.array([s.rel for s in specs], dtype=np.int64)
-    n_queries = len(offsets) - 1
-    if not len(specs) or not n_queries:
-        return np.zeros((n_queries, len(specs)))
-    doc_offsets, doc_bytes = _string_buffers(doc_ids, len(labels))
-    low = int(ideal_labels.min()) if len(ideal_labels) else 0
-    span = int(ideal_labels.max()) - low + 1 if len(ideal_labels) else 1
-    threads = numba.get_num_threads()
-    use = threads if len(labels) >= _PARALLEL_MIN_ROWS else 1
-    chunks = _chunk_bounds(offsets, 4 * use)
-    numba.set_num_threads(use)
-    try:
-        return _measures(
-            offsets,
-            labels,
-            scores,
-            doc_offsets,
-            doc_bytes,
-            ideal_offsets,
-            ideal_labels,
-            low,
-            span,
-            kinds,
-            cutoffs,
-            rels,
-            chunks,
-        )
-    finally:
-        numba.set_num_threads(threads)
+    return offsets, labels, scores, ideal_offsets, ideal_labels
 
 
 def _string_buffers(doc_ids: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:

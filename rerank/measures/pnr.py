@@ -28,6 +28,7 @@ one thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -135,16 +136,9 @@ def pnr(offsets: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> PNRResul
             # chunk, one cell per label value) stay small.
             labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)
             low, n_labels = 0, int(labels.max()) + 1
-        threads = numba.get_num_threads()
-        use = threads if len(labels) >= _PARALLEL_MIN_ROWS else 1
-        chunks = _chunk_bounds(offsets, 4 * use)
-        numba.set_num_threads(use)  # per calling thread; restored below
-        try:
-            conc, disc, ties, nan_query = _pnr_counts(
-                offsets, labels, scores, low, n_labels, chunks
-            )
-        finally:
-            numba.set_num_threads(threads)
+        conc, disc, ties, nan_query = run_chunked(
+            _pnr_counts, offsets, offsets, labels, scores, low, n_labels
+        )
         if nan_query >= 0:
             a, b = offsets[nan_query], offsets[nan_query + 1]
             row = a + int(np.flatnonzero(np.isnan(scores[a:b]))[0])
@@ -184,6 +178,20 @@ def _validate(
         scores = scores.astype(np.float64)
     # Strided views would compile (and cache) another specialisation of the kernel.
     return offsets, np.ascontiguousarray(labels), np.ascontiguousarray(scores)
+
+
+def run_chunked(kernel: Any, offsets: np.ndarray, *args: Any) -> Any:
+    """``kernel(*args, chunks)``: a ``prange`` kernel over chunks of queries of about equal
+    rows, on numba's threads from :data:`_PARALLEL_MIN_ROWS` rows (one thread below: starting
+    the others costs more than they save). The thread count is restored after."""
+    threads = numba.get_num_threads()
+    use = threads if offsets[-1] >= _PARALLEL_MIN_ROWS else 1
+    chunks = _chunk_bounds(offsets, 4 * use)
+    numba.set_num_threads(use)  # per calling thread; restored below
+    try:
+        return kernel(*args, chunks)
+    finally:
+        numba.set_num_threads(threads)
 
 
 def _chunk_bounds(offsets: np.ndarray, n_chunks: int) -> np.ndarray:
