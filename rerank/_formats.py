@@ -151,10 +151,10 @@ def read_judgments(
     return labels_of(value, label_range)
 
 
-def read_scores(value: PathLike | Any) -> pl.DataFrame:
+def read_scores(value: PathLike | Any, role: str = "run") -> pl.DataFrame:
     """Checked ``query_id, doc_id, score`` from a path (any format) or a polars/pandas frame."""
     if is_path(value):
-        with readable(value, "run") as path:
+        with readable(value, role) as path:
             return data.read_scores(path)
     return scores_of(value)
 
