@@ -105,11 +105,9 @@ class Reranker:
             )
         if precision not in ("auto", "fp32", "bf16", "int8"):
             raise RerankError(f"precision: expected fp32, bf16, int8 or auto, got {precision!r}")
+        from rerank.backends import resolve_backend
         from rerank.config import resolve_model_path
         from rerank.inference import resolve_device
-        from rerank.model_dir import default_max_length
-        from rerank.precision import resolve_precision
-        from rerank.score import load_scoring_model
 
         resolved = resolve_model_path(path)
         if not resolved.is_dir():
@@ -118,35 +116,64 @@ class Reranker:
             dev = resolve_device(device)
         except RuntimeError as err:
             raise RerankError(f"device: {str(err).splitlines()[0]}") from None
-        from rerank.backends import resolve_backend
-
         kind = resolve_backend(resolved, backend, precision=precision, device=device)
+        lengths = {"max_length": max_length, "max_query_length": max_query_length}
         if kind != "torch":
-            from rerank.backends import check_primary_score, load_runner, pair_encoder
+            return cls._exported(resolved, kind, precision, threads, **lengths)
+        return cls._torch(resolved, dev, precision, **lengths)
 
-            check_primary_score(resolved, None)
-            encoder = pair_encoder(
-                resolved, max_length=max_length, max_first_length=max_query_length, clip=True
-            )
-            runner = load_runner(resolved, kind, precision=precision, threads=threads)
-            return cls(
-                runner,
-                precision=runner.precision,
-                backend=kind,
-                max_length=encoder.max_length,
-                max_query_length=max_query_length,
-                encoder=encoder,
-            )
-        model = load_scoring_model(resolved, device=dev)
+    @classmethod
+    def _exported(
+        cls,
+        path: Any,
+        kind: str,
+        precision: str,
+        threads: int | None,
+        *,
+        max_length: int | None,
+        max_query_length: int | None,
+    ) -> Reranker:
+        """An exported ONNX / OpenVINO graph with its pair encoder."""
+        from rerank.backends import check_primary_score, load_runner, pair_encoder
+
+        check_primary_score(path, None)
+        encoder = pair_encoder(
+            path, max_length=max_length, max_first_length=max_query_length, clip=True
+        )
+        runner = load_runner(path, kind, precision=precision, threads=threads)
+        return cls(
+            runner,
+            precision=runner.precision,
+            backend=kind,
+            max_length=encoder.max_length,
+            max_query_length=max_query_length,
+            encoder=encoder,
+        )
+
+    @classmethod
+    def _torch(
+        cls,
+        path: Any,
+        device: Any,
+        precision: str,
+        *,
+        max_length: int | None,
+        max_query_length: int | None,
+    ) -> Reranker:
+        """The PyTorch model; an untrained default length kept within its positions."""
+        from rerank.model_dir import default_max_length
+        from rerank.precision import resolve_precision
+        from rerank.score import load_scoring_model
+
+        model = load_scoring_model(path, device=device)
         if max_length is None and "max_length" not in model.input_lengths:
-            # a model not trained here: the default length, kept within its positions
             fitted = default_max_length(model.encoder.config)
             max_length = fitted if fitted < model.pair_encoder().max_length else None
         encoder = model.pair_encoder(max_length=max_length, max_first_length=max_query_length)
         model.check_max_length(encoder.max_length)
         return cls(
             model,
-            precision=resolve_precision(precision, dev),
+            precision=resolve_precision(precision, device),
             backend=BACKENDS[0],
             max_length=max_length,
             max_query_length=max_query_length,
