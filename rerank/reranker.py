@@ -367,16 +367,18 @@ def pair_frame(pairs: Any) -> pl.DataFrame:
 
 
 def _frame_texts(frame: pl.DataFrame) -> pl.DataFrame:
+    """``query, title, summary`` of a pairs frame, checked as the table readers check them
+    (:mod:`rerank.tables.checks`: a non-blank query, text columns, nulls as ``""``)."""
+    from rerank.tables import checks
+    from rerank.tables.files import Source
+
     if "query" not in frame.columns:
         raise input_error(
             None, f"the pairs frame: missing column 'query'; found columns: {frame.columns}"
         )
-    if "title" in frame.columns or "summary" in frame.columns:
-        docs = [
-            pl.col(c).cast(pl.String) if c in frame.columns else pl.lit("").alias(c)
-            for c in ("title", "summary")
-        ]
-    else:
+    documents = [c for c in ("title", "summary") if c in frame.columns]
+    renamed = {}
+    if not documents:
         found = next((c for c in _DOCUMENT_ALIASES if c in frame.columns), None)
         if found is None:
             raise input_error(
@@ -385,24 +387,13 @@ def _frame_texts(frame: pl.DataFrame) -> pl.DataFrame:
                 f"'summary', or one of {', '.join(map(repr, _DOCUMENT_ALIASES))}; "
                 f"found columns: {frame.columns}",
             )
-        docs = [pl.lit("").alias("title"), pl.col(found).cast(pl.String).alias("summary")]
-    for column in ("query", *(c for c in ("title", "summary") if c in frame.columns)):
-        dtype = frame.schema[column]
-        if dtype not in (pl.String, pl.Null) and not dtype.is_numeric():
-            raise input_error(
-                None, f"the pairs frame: column '{column}': expected text, got {dtype}"
-            )
-    if frame.height == 0:
-        return pl.DataFrame(schema={c: pl.String for c in ("query", "title", "summary")})
-    out = frame.select(pl.col("query").cast(pl.String), *docs).with_columns(
-        pl.col("title", "summary").fill_null("")
+        documents, renamed = [found], {found: "summary"}
+    raw = frame.select("query", *documents)
+    source = Source("the pairs frame", "frame")
+    typed = {"query": checks.as_query_text(raw, source)}
+    typed |= {c: checks.as_text(raw, c, source) for c in documents}
+    out = checks.validated(raw, typed, source).rename(renamed)
+    return out.select(
+        pl.col(c) if c in out.columns else pl.lit("", dtype=pl.String).alias(c)
+        for c in ("query", "title", "summary")
     )
-    blank = out.get_column("query").is_null() | out.get_column("query").str.contains(r"^\s*$")
-    if blank.any():
-        i = int(blank.arg_max() or 0)
-        raise input_error(
-            None,
-            f"the pairs frame: row {i + 1}: column 'query': expected a non-empty query text, "
-            f"got {out[i, 'query']!r}",
-        )
-    return out
