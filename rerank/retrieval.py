@@ -156,6 +156,8 @@ class Bm25Index:
         """
         import bm25s
 
+        from rerank.tables.checks import first_repeat
+
         missing = [c for c in ("doc_id", "title", "summary") if c not in docs.columns]
         if missing:
             raise RerankError(f"documents: missing column(s) {missing}; have {docs.columns}")
@@ -164,9 +166,9 @@ class Bm25Index:
         doc_ids = docs.get_column("doc_id").cast(pl.String)
         if doc_ids.null_count():
             raise RerankError("documents: 'doc_id' has null values")
-        duplicated = doc_ids.filter(doc_ids.is_duplicated())
-        if duplicated.len():
-            raise RerankError(f"documents: doc_id {duplicated[0]!r} occurs more than once")
+        at = first_repeat(doc_ids.to_frame(), ["doc_id"])
+        if at is not None:
+            raise RerankError(f"documents: doc_id {doc_ids[at]!r} occurs more than once")
         texts = docs.select(
             pl.concat_str(
                 pl.col("title").cast(pl.String).fill_null(""),

@@ -38,6 +38,7 @@ import polars as pl
 
 from rerank.errors import RerankError, input_error
 from rerank.glue.tasks import GlueTask, get_task
+from rerank.tables.checks import first_repeat
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +128,8 @@ def read_glue(
             "label": pl.Float64 if task.is_regression else pl.Int64,
         },
     )
-    duplicated = frame["example_id"].is_duplicated() & ~frame["example_id"].is_first_distinct()
-    if duplicated.any():
-        at = int(duplicated.arg_max() or 0)
+    at = first_repeat(frame, ["example_id"])
+    if at is not None:
         raise input_error(
             path,
             f"example id {frame['example_id'][at]!r} occurs more than once",

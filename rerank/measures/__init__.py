@@ -189,11 +189,11 @@ def measure_values(
 
 
 def _check_unique(frame: pl.DataFrame) -> None:
-    import polars as pl
+    from rerank.tables.checks import first_repeat
 
-    repeated = frame.select(pl.struct("query_id", "doc_id").is_duplicated()).to_series()
-    if repeated.any():
-        row = frame.row(int(repeated.arg_max()), named=True)
+    at = first_repeat(frame, ["query_id", "doc_id"])
+    if at is not None:
+        row = frame.row(at, named=True)
         raise input_error(
             None,
             f"doc_id '{row['doc_id']}' appears more than once in query '{row['query_id']}'",
