@@ -117,6 +117,19 @@ def read_glue(
         labels.append(label)
     if skipped:
         log.warning("%s: skipped %d malformed rows (first: %s)", path, len(skipped), skipped[0])
+    return _frame(task, ids, s1s, s2s, labels, path, start)
+
+
+def _frame(
+    task: GlueTask,
+    ids: list[str],
+    s1s: list[str],
+    s2s: list[str | None],
+    labels: list[int | float | None],
+    path: str | os.PathLike[str],
+    start: int,
+) -> pl.DataFrame:
+    """The task's frame of the parsed rows; example ids are unique."""
     if not ids:
         raise input_error(path, "no rows")
     frame = pl.DataFrame(
