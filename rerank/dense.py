@@ -45,6 +45,7 @@ from rerank.dense_layout import (
     position_limit,
     scoring_files,
 )
+from rerank.encoding import padded_width
 from rerank.errors import RerankError, input_error
 from rerank.precision import (
     DEFAULT_PRECISION,
@@ -236,7 +237,7 @@ class BiEncoder:
         )["input_ids"]
 
     def _collate(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
-        longest = -(-max(len(x) for x in ids) // 8) * 8
+        longest = padded_width(max(len(x) for x in ids))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         input_ids = torch.full((len(ids), longest), pad, dtype=torch.long)
         mask = torch.zeros((len(ids), longest), dtype=torch.long)

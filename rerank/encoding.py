@@ -250,9 +250,7 @@ class PairEncoder:
 
     def collate(self, enc: Encoded, *, pad_to_multiple_of: int = 8) -> dict[str, torch.Tensor]:
         """Pad a batch to its longest input (rounded up to ``pad_to_multiple_of``)."""
-        longest = max(enc.lengths(), default=1)
-        if pad_to_multiple_of > 1:
-            longest = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
+        longest = padded_width(max(enc.lengths(), default=1), pad_to_multiple_of)
         n = len(enc)
         input_ids = torch.full((n, longest), self.pad_id, dtype=torch.long)
         types = torch.zeros((n, longest), dtype=torch.long)
@@ -265,3 +263,16 @@ class PairEncoder:
         if self.uses_token_types:
             batch["token_type_ids"] = types
         return batch
+
+
+def padded_width(n: int, multiple: int = 8) -> int:
+    """``n`` tokens rounded up to a multiple of ``multiple``: the one padding rule of every
+    batch (pair batches, training batches, bi-encoder batches, batch planning).
+
+    Examples
+    --------
+    >>> padded_width(13), padded_width(16), padded_width(13, 1)
+    (16, 16, 13)
+    """
+    m = max(multiple, 1)
+    return -(-n // m) * m

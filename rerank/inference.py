@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from rerank.encoding import padded_width
 from rerank.errors import RerankError
 
 if TYPE_CHECKING:
@@ -83,12 +84,11 @@ def plan_batches(
         raise RerankError(f"max_tokens: expected a positive integer, got {max_tokens}")
     lengths = np.asarray(lengths, dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")
-    m = max(pad_to_multiple_of, 1)
     batches, start = [], 0
     while start < len(order):
         stop = min(start + batch_size, len(order))
         if max_tokens is not None:
-            padded = -(-int(lengths[order[start]]) // m) * m  # the longest comes first
+            padded = padded_width(int(lengths[order[start]]), pad_to_multiple_of)  # longest first
             stop = min(stop, start + max(1, max_tokens // max(padded, 1)))
         batches.append(order[start:stop])
         start = stop
