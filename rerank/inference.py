@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from rerank.encoding import padded_width
 from rerank.errors import RerankError
 
 if TYPE_CHECKING:
@@ -78,10 +77,9 @@ def plan_batches(
     >>> [b.tolist() for b in plan_batches([3, 9, 5, 9], batch_size=4, max_tokens=32)]
     [[1, 3], [2, 0]]
     """
-    if batch_size < 1:
-        raise RerankError(f"batch_size: expected a positive integer, got {batch_size}")
-    if max_tokens is not None and max_tokens < 1:
-        raise RerankError(f"max_tokens: expected a positive integer, got {max_tokens}")
+    from rerank.encoding import padded_width  # (encoding imports torch; this module not yet)
+
+    check_limits(batch_size=batch_size, max_tokens=max_tokens)
     lengths = np.asarray(lengths, dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")
     batches, start = [], 0
