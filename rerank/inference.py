@@ -9,7 +9,7 @@ evaluation (:func:`rerank.training.evaluation.evaluate_ranking`) and GLUE predic
 ones ``rerank score`` + ``rerank evaluate`` report at the same precision (tested).
 
 :func:`score_texts` tokenizes a chunk of pairs once, cuts it into length-sorted batches
-(:func:`rerank.score.plan_batches`), pads each batch to its longest pair, calls a
+(:func:`plan_batches`), pads each batch to its longest pair, calls a
 ``forward`` function and puts the outputs back in input order. ``forward`` is what
 differs between backends: a PyTorch model (:func:`torch_forward`), or an exported ONNX
 Runtime / OpenVINO graph (:func:`exported_forward`, :mod:`rerank.backends`).
@@ -147,7 +147,7 @@ def score_texts(
     encoder
         The :class:`rerank.encoding.PairEncoder` (truncation policy and lengths).
     batch_size, max_tokens
-        Batch limits (:func:`rerank.score.plan_batches`); batches are longest first.
+        Batch limits (:func:`plan_batches`); batches are longest first.
     bar
         A progress bar advanced by the pairs of each batch, or ``None``.
     """

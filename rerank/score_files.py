@@ -258,11 +258,11 @@ def dense_score_file(
     precision: Precision = DEFAULT_PRECISION,
     device: str | None = None,
     progress: bool | None = None,
-) -> Any:
+) -> ScoreSummary:
     """Score a pairs table with a bi-encoder and write the scores, streaming.
 
-    The bi-encoder counterpart of :func:`score_file` (``rerank.dense.score_file``): the same inputs
-    (``query_id, doc_id, query, title, summary``), outputs (``.tsv``, ``.parquet``,
+    ``rerank.dense.score_file``, the bi-encoder counterpart of :func:`score_file`: the same
+    inputs (``query_id, doc_id, query, title, summary``), outputs (``.tsv``, ``.parquet``,
     ``.jsonl`` with ``query_id, doc_id, score`` in input order, or a TREC run for
     ``.run``/``.trec``), chunking, ``torchrun`` sharding and atomic write (nothing appears
     on an error). ``model`` is a directory (or ``"default"``) for
