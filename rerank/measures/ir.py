@@ -153,9 +153,7 @@ def calc(
         qrels = _dict_of_dict(j_offsets, j_docs, j_labels, j_labels, query_ids)[0]
         run = _dict_of_dict(offsets, doc_ids, scores, scores, query_ids)[1]
         run = {q: docs for q, docs in run.items() if docs}
-    canonical: dict = {}  # equal measures (nDCG@10, ndcg@10) -> the first of them
-    for m in measures.values():
-        canonical.setdefault(m, m)
+    canonical = _canonical(measures.values())
     unique = list(canonical)
     result = ir_measures.calc(unique, qrels, run)
     by_id = _per_query(result.per_query, unique, n_queries)
@@ -170,6 +168,14 @@ def calc(
         }
     per_query = {name: by_id[id(canonical[m])] for name, m in measures.items()}
     return aggregate, per_query
+
+
+def _canonical(measures: Any) -> dict[Any, Any]:
+    """Equal measures (``nDCG@10``, ``ndcg@10``) -> the first of them."""
+    canonical: dict = {}
+    for m in measures:
+        canonical.setdefault(m, m)
+    return canonical
 
 
 def _per_query(metrics: Any, unique: list[Any], n_queries: int) -> dict[int, np.ndarray]:
