@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from rerank.errors import RerankError
+from rerank.errors import RerankError, first_line
 
 __all__ = [
     "BACKENDS",
@@ -248,7 +248,7 @@ def _onnx_runner(path: Path, precision: str, threads: int) -> ExportedRunner:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
-        raise RerankError(f"{path}: cannot load the ONNX graph: {_first_line(err)}") from None
+        raise RerankError(f"{path}: cannot load the ONNX graph: {first_line(err)}") from None
     names = [i.name for i in session.get_inputs()]
 
     def run(batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -275,7 +275,7 @@ def _openvino_runner(path: Path, precision: str, threads: int) -> ExportedRunner
     try:
         compiled = ov.Core().compile_model(str(path), "CPU", config)
     except Exception as err:  # openvino raises RuntimeError subclasses of its own
-        raise RerankError(f"{path}: cannot load the OpenVINO model: {_first_line(err)}") from None
+        raise RerankError(f"{path}: cannot load the OpenVINO model: {first_line(err)}") from None
     request = compiled.create_infer_request()
     names = [i.get_any_name() for i in compiled.inputs]
     output = compiled.output("logits")
@@ -286,10 +286,6 @@ def _openvino_runner(path: Path, precision: str, threads: int) -> ExportedRunner
 
     label = "int8" if precision == "int8" else compute
     return ExportedRunner("openvino", path, label, threads, run)
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 # -- the exported directory's inputs ------------------------------------------------------
@@ -338,7 +334,7 @@ def pair_encoder(
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(str(path))
     except Exception as err:  # tokenizers raise many kinds
-        raise RerankError(f"{path}: cannot load the tokenizer: {_first_line(err)}") from None
+        raise RerankError(f"{path}: cannot load the tokenizer: {first_line(err)}") from None
     return PairEncoder(
         tokenizer,
         max_length=max_length,
@@ -354,7 +350,7 @@ def _config(path: Path) -> dict[str, Any]:
     try:
         return json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise RerankError(f"{file}: cannot read: {_first_line(err)}") from None
+        raise RerankError(f"{file}: cannot read: {first_line(err)}") from None
 
 
 def check_primary_score(model_dir: str | os.PathLike[str], heads: Any) -> None:

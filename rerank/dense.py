@@ -46,7 +46,7 @@ from rerank.dense_layout import (
     scoring_files,
 )
 from rerank.encoding import padded_width
-from rerank.errors import RerankError, input_error
+from rerank.errors import RerankError, first_line, input_error
 from rerank.precision import (
     DEFAULT_PRECISION,
     Precision,
@@ -199,7 +199,7 @@ class BiEncoder:
                 model = AutoModel.from_pretrained(str(encoder_dir), use_safetensors=True)
                 tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir))
         except (OSError, ValueError) as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            first = first_line(err)
             raise input_error(encoder_dir, f"cannot load model: {first}") from None
         limit = position_limit(model.config)
         if max_seq_length is None:

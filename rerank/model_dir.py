@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rerank.errors import RerankError
+from rerank.errors import RerankError, first_line
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
@@ -82,7 +82,7 @@ def check_weights(path: Path) -> None:
                 for key in handle.keys():
                     handle.get_slice(key).get_shape()
         except (SafetensorError, OSError, ValueError) as err:
-            detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            detail = first_line(err)
             raise RerankError(f"{file}: damaged safetensors file ({detail})") from None
 
 
@@ -104,13 +104,13 @@ def load_encoder(path: Path, num_labels: int) -> tuple[Any, Any, bool]:
                 use_safetensors=True,
             )
     except (OSError, ValueError, RuntimeError) as err:
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        detail = first_line(err)
         raise RerankError(f"{path}: cannot load model: {detail}") from None
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(str(path))
     except Exception as err:  # tokenizers raise many kinds (JSON, Rust, OSError)
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        detail = first_line(err)
         raise RerankError(f"{path}: cannot load the tokenizer: {detail}") from None
     fresh = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
     return encoder, tokenizer, fresh

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rerank.errors import RerankError, input_error
+from rerank.errors import RerankError, first_line, input_error
 from rerank.tables import checks
 from rerank.tables.columns import DOC_ALIASES, HEADER_WORDS, ID_COLUMNS, QUERY_ALIASES
 from rerank.tables.files import BOM, Source, damaged_gzip, utf8_error
@@ -142,7 +142,7 @@ def _read_table(
         bad_text = raw is not None and utf8_error(path, raw.split(b"\n"))
         if bad_text:  # polars says only "invalid utf-8 sequence"
             raise bad_text from None
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise input_error(path, f"cannot read {stem.rsplit('.', 1)[-1]}: {first}") from None
     raise input_error(path, "unknown format; use .tsv, .csv, .jsonl or .parquet (optionally .gz)")
 
