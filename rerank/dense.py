@@ -45,7 +45,7 @@ from rerank.dense_layout import (
     position_limit,
     scoring_files,
 )
-from rerank.encoding import padded_width
+from rerank.encoding import pad_ids, padded_width
 from rerank.errors import RerankError, first_line, input_error
 from rerank.precision import (
     DEFAULT_PRECISION,
@@ -239,13 +239,8 @@ class BiEncoder:
     def _collate(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
         longest = padded_width(max(len(x) for x in ids))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids = torch.full((len(ids), longest), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), longest), dtype=torch.long)
         left = getattr(self.tokenizer, "padding_side", "right") == "left"
-        for i, x in enumerate(ids):
-            span = slice(longest - len(x), longest) if left else slice(0, len(x))
-            input_ids[i, span] = torch.tensor(x, dtype=torch.long)
-            mask[i, span] = 1
+        input_ids, mask = pad_ids(ids, pad, longest, left=left)
         batch = {"input_ids": input_ids, "attention_mask": mask}
         if "token_type_ids" in self.tokenizer.model_input_names:
             batch["token_type_ids"] = torch.zeros_like(input_ids)
