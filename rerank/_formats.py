@@ -25,6 +25,8 @@ import polars as pl
 
 from rerank import data
 from rerank.errors import RerankError, input_error
+from rerank.tables.checks import first_repeat
+from rerank.tables.formats import sniff
 
 __all__ = [
     "STDIN",
@@ -48,30 +50,6 @@ _EXTENSION = {"parquet": ".parquet", "jsonl": ".jsonl", "tsv": ".tsv", "run": ".
 _EXTENSION["qrels"] = ".qrels"
 # Extensions naming a format we do not read: leave them to the readers' error.
 _OTHER = (".json", ".xls", ".xlsx", ".pkl", ".arrow", ".feather", ".ipc", ".npy", ".npz")
-
-
-def sniff(head: bytes) -> str | None:
-    """The format of a file from its first bytes: ``parquet``, ``jsonl``, ``tsv``, ``run``,
-    ``qrels``, or ``None``.
-
-    Examples
-    --------
-    >>> sniff(b"301 0 FBIS3-10082 1\\n"), sniff(b"301 Q0 FBIS3-10082 1 12.5 bm25\\n")
-    ('qrels', 'run')
-    >>> sniff(b"query_id\\tdoc_id\\tlabel\\n1\\t2\\t0\\n"), sniff(b'{"query_id": 1}\\n')
-    ('tsv', 'jsonl')
-    """
-    if head.startswith(b"PAR1"):
-        return "parquet"
-    lines = [line for line in head.splitlines() if line.strip()]
-    if not lines:
-        return None
-    first = lines[0].lstrip(b"\xef\xbb\xbf")
-    if first.lstrip().startswith(b"{"):
-        return "jsonl"
-    if b"\t" in first and b"query_id" in first.split(b"\t"):
-        return "tsv"
-    return {4: "qrels", 6: "run"}.get(len(first.split()))
 
 
 @contextlib.contextmanager
@@ -151,10 +129,10 @@ def read_judgments(
     return labels_of(value, label_range)
 
 
-def read_scores(value: PathLike | Any) -> pl.DataFrame:
+def read_scores(value: PathLike | Any, role: str = "run") -> pl.DataFrame:
     """Checked ``query_id, doc_id, score`` from a path (any format) or a polars/pandas frame."""
     if is_path(value):
-        with readable(value, "run") as path:
+        with readable(value, role) as path:
             return data.read_scores(path)
     return scores_of(value)
 
@@ -238,8 +216,7 @@ def _check_nulls(table: pl.DataFrame, name: str) -> None:
 
 
 def _check_unique(table: pl.DataFrame, name: str) -> None:
-    repeated = ~table.select(pl.struct("query_id", "doc_id").is_first_distinct()).to_series()
-    if repeated.any():
-        row = int(repeated.arg_max())
+    row = first_repeat(table, ["query_id", "doc_id"])
+    if row is not None:
         qid, did = table[row, "query_id"], table[row, "doc_id"]
         raise input_error(None, f"{name}: row {row + 1}: ({qid!r}, {did!r}) appears more than once")

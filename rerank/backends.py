@@ -37,13 +37,14 @@ import importlib.util
 import json
 import logging
 import os
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rerank.errors import RerankError
+from rerank.errors import RerankError, first_line
 
 __all__ = [
     "BACKENDS",
@@ -247,7 +248,7 @@ def _onnx_runner(path: Path, precision: str, threads: int) -> ExportedRunner:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
-        raise RerankError(f"{path}: cannot load the ONNX graph: {_first_line(err)}") from None
+        raise RerankError(f"{path}: cannot load the ONNX graph: {first_line(err)}") from None
     names = [i.name for i in session.get_inputs()]
 
     def run(batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -274,7 +275,7 @@ def _openvino_runner(path: Path, precision: str, threads: int) -> ExportedRunner
     try:
         compiled = ov.Core().compile_model(str(path), "CPU", config)
     except Exception as err:  # openvino raises RuntimeError subclasses of its own
-        raise RerankError(f"{path}: cannot load the OpenVINO model: {_first_line(err)}") from None
+        raise RerankError(f"{path}: cannot load the OpenVINO model: {first_line(err)}") from None
     request = compiled.create_infer_request()
     names = [i.get_any_name() for i in compiled.inputs]
     output = compiled.output("logits")
@@ -285,10 +286,6 @@ def _openvino_runner(path: Path, precision: str, threads: int) -> ExportedRunner
 
     label = "int8" if precision == "int8" else compute
     return ExportedRunner("openvino", path, label, threads, run)
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 # -- the exported directory's inputs ------------------------------------------------------
@@ -309,26 +306,26 @@ def pair_encoder(
     :meth:`rerank.Reranker.from_pretrained` does).
     """
     from rerank.encoding import PairEncoder
-    from rerank.model import (
+    from rerank.model_dir import (
         DEFAULT_MAX_LENGTH,
         DEFAULT_MAX_QUERY_LENGTH,
-        _saved_truncation,
+        default_max_length,
+        position_limit,
         quiet_transformers,
+        saved_truncation,
     )
 
     path = Path(model_dir)
     config = _config(path)
     saved = config.get("rerank") or {}
-    clip = clip and max_length is None
+    fields = types.SimpleNamespace(**config)
+    if clip and max_length is None and "max_length" not in saved:
+        max_length = default_max_length(fields)
     max_length = max_length or int(saved.get("max_length", DEFAULT_MAX_LENGTH))
     max_first_length = max_first_length or int(
         saved.get("max_query_length", DEFAULT_MAX_QUERY_LENGTH)
     )
-    limit = config.get("max_position_embeddings")
-    if limit and "roberta" in str(config.get("model_type", "")):
-        limit -= (config.get("pad_token_id") or 0) + 1
-    if clip and "max_length" not in saved and limit and max_length > limit:
-        max_length = limit
+    limit = position_limit(fields)
     if limit and max_length > limit:
         raise RerankError(f"max_length {max_length} exceeds the model's {limit} positions")
     try:
@@ -337,12 +334,12 @@ def pair_encoder(
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(str(path))
     except Exception as err:  # tokenizers raise many kinds
-        raise RerankError(f"{path}: cannot load the tokenizer: {_first_line(err)}") from None
+        raise RerankError(f"{path}: cannot load the tokenizer: {first_line(err)}") from None
     return PairEncoder(
         tokenizer,
         max_length=max_length,
         max_first_length=max_first_length,
-        truncation=_saved_truncation(saved, path),
+        truncation=saved_truncation(saved, path),
     )
 
 
@@ -353,7 +350,7 @@ def _config(path: Path) -> dict[str, Any]:
     try:
         return json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise RerankError(f"{file}: cannot read: {_first_line(err)}") from None
+        raise RerankError(f"{file}: cannot read: {first_line(err)}") from None
 
 
 def check_primary_score(model_dir: str | os.PathLike[str], heads: Any) -> None:

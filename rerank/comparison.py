@@ -23,6 +23,8 @@ import numpy as np
 
 from rerank import data as _data
 from rerank.errors import input_error
+from rerank.measures.names import leveled_names
+from rerank.measures.results import _json_value
 
 __all__ = ["DEFAULT_COMPARE_MEASURES", "Comparison", "compare"]
 
@@ -152,12 +154,7 @@ def compare(
     >>> c["bm25"]["mrr"]["mean"], c["model"]["mrr"]["delta"]
     (0.75, 0.25)
     """
-    from rerank import _formats, evaluation
-    from rerank.measures.significance import (
-        holm,
-        paired_comparison,
-        paired_ratio_comparison,
-    )
+    from rerank import evaluation
 
     if (qrels is None) == (data is None):
         raise input_error(None, "give the judgments as qrels (TREC) or data (table): one of them")
@@ -165,12 +162,45 @@ def compare(
     names = evaluation._names(metrics, measures)
     if metrics is None and measures is None:
         names = list(DEFAULT_COMPARE_MEASURES)
-    computed, keys = evaluation._leveled(names, relevance_level)
-    judged = (
-        _formats.read_judgments(qrels, label_range)
-        if qrels is not None
-        else _formats.read_judgments(data, label_range)
-    )
+    options = {
+        "complete": complete,
+        "pnr_unjudged": pnr_unjudged,
+        "unmatched": unmatched,
+        "label_range": label_range,
+    }
+    tables = _per_query_tables(named, qrels, data, names, relevance_level, **options)
+    common = set.intersection(*(set(t["query_id"].to_list()) for t in tables.values()))
+    if not common:
+        raise input_error(None, "the runs have no evaluated query in common")
+    per_run = {
+        name: t.filter(t["query_id"].is_in(list(common))).sort("query_id")
+        for name, t in tables.items()
+    }
+    baseline = next(iter(named))
+    result: dict[str, dict[str, dict[str, Any]]] = {run: {} for run in named}
+    for measure in names:
+        for run, row in _compare_measure(measure, per_run, seed, n_resamples).items():
+            result[run][measure] = row
+    return Comparison(baseline, result, len(common))
+
+
+def _per_query_tables(
+    named: dict[str, Any],
+    qrels: Any,
+    data: Any,
+    names: list[str],
+    relevance_level: int,
+    *,
+    complete: bool,
+    pnr_unjudged: str,
+    unmatched: str,
+    label_range: _data.LabelRange,
+) -> dict[str, Any]:
+    """Each run's per-query table on the judgments (TREC mode with qrels, else table mode)."""
+    from rerank import _formats, evaluation
+
+    computed, keys = leveled_names(names, relevance_level)
+    judged = _formats.read_judgments(qrels if qrels is not None else data, label_range)
     tables = {}
     for name, run in named.items():
         scored = _formats.read_scores(run)
@@ -193,42 +223,46 @@ def compare(
                 judged, scored, path, scores_path, computed, unmatched, True, keys=keys
             )
         tables[name] = report.per_query
-    common = set.intersection(*(set(t["query_id"].to_list()) for t in tables.values()))
-    if not common:
-        raise input_error(None, "the runs have no evaluated query in common")
-    per_run = {
-        name: t.filter(t["query_id"].is_in(list(common))).sort("query_id")
-        for name, t in tables.items()
-    }
-    baseline, *others = list(named)
-    result: dict[str, dict[str, dict[str, Any]]] = {run: {} for run in named}
-    for measure in names:
-        compared = {}
-        for other in others:
-            a, b = per_run[baseline], per_run[other]
-            if measure == "pnr":
-                counts = [_counts(t) for t in (a, b)]
-                r = paired_ratio_comparison(*counts, seed=seed, n_resamples=n_resamples)
-            else:
-                column = "pnr" if measure == "pnr_macro" else measure
-                values = [dict(zip(t["query_id"], t[column], strict=True)) for t in (a, b)]
-                if measure == "pnr_macro":  # queries where every run has a ratio
-                    values = _finite_everywhere(values, per_run, column)
-                r = paired_comparison(*values, seed=seed, n_resamples=n_resamples)
-            compared[other] = r
-            result[baseline][measure] = {"mean": r.mean_a}
-        adjusted = holm([compared[o].p_randomization for o in others])
-        for other, p_holm in zip(others, adjusted, strict=True):
-            r = compared[other]
-            result[other][measure] = {
-                "mean": r.mean_b,
-                "delta": r.delta,
-                "ci95": [r.ci95[0], r.ci95[1]],
-                "p_ttest": r.p_ttest,
-                "p_randomization": r.p_randomization,
-                "p_holm": p_holm,
-            }
-    return Comparison(baseline, result, len(common))
+    return tables
+
+
+def _compare_measure(
+    measure: str, per_run: dict[str, Any], seed: int, n_resamples: int
+) -> dict[str, dict[str, Any]]:
+    """``measure`` of every run against the first: the baseline's mean, the others' rows
+    (mean, delta, 95% interval, t-test, randomization test and its Holm correction)."""
+    from rerank.measures.significance import (
+        holm,
+        paired_comparison,
+        paired_ratio_comparison,
+    )
+
+    baseline, *others = list(per_run)
+    compared = {}
+    for other in others:
+        a, b = per_run[baseline], per_run[other]
+        if measure == "pnr":
+            counts = [_counts(t) for t in (a, b)]
+            compared[other] = paired_ratio_comparison(*counts, seed=seed, n_resamples=n_resamples)
+        else:
+            column = "pnr" if measure == "pnr_macro" else measure
+            values = [dict(zip(t["query_id"], t[column], strict=True)) for t in (a, b)]
+            if measure == "pnr_macro":  # queries where every run has a ratio
+                values = _finite_everywhere(values, per_run, column)
+            compared[other] = paired_comparison(*values, seed=seed, n_resamples=n_resamples)
+    rows = {baseline: {"mean": compared[others[-1]].mean_a}}
+    adjusted = holm([compared[o].p_randomization for o in others])
+    for other, p_holm in zip(others, adjusted, strict=True):
+        r = compared[other]
+        rows[other] = {
+            "mean": r.mean_b,
+            "delta": r.delta,
+            "ci95": [r.ci95[0], r.ci95[1]],
+            "p_ttest": r.p_ttest,
+            "p_randomization": r.p_randomization,
+            "p_holm": p_holm,
+        }
+    return rows
 
 
 def _named_runs(runs) -> dict[str, Any]:
@@ -280,7 +314,5 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if not math.isfinite(value):
-            return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return _json_value(float(value))
     return value

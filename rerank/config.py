@@ -229,33 +229,8 @@ def from_toml(path: str | Path, cls: type[C] = Config) -> C:  # type: ignore[ass
 # -- semantic checks -----------------------------------------------------------------
 
 
-def validate(cfg: Config, *, source: str = "config") -> Config:
-    """Check what types alone cannot: loss names and parameters, heads, sizes.
-
-    Imports :mod:`rerank.losses` (and so torch) lazily: reading a config stays cheap.
-    """
-    from rerank.losses import check_params, get_loss
-
-    if not cfg.data.train:
-        raise RerankError(f"{source}: key 'data.train' is required (the training pairs file)")
-    if not cfg.objective:
-        raise RerankError(f"{source}: the objective is empty: add at least one [[objective]] term")
-    heads = cfg.model.heads
-    if not heads:
-        raise RerankError(f"{source}: key 'model.heads' must name at least one head")
-    if cfg.model.primary and cfg.model.primary not in heads:
-        raise RerankError(
-            f"{source}: key 'model.primary': '{cfg.model.primary}' is not among the heads "
-            f"({', '.join(heads)})"
-        )
-    for i, term in enumerate(cfg.objective):
-        where = f"{source}: objective.{i}"
-        spec = get_loss(term.loss, where=f"{where}.loss")
-        term.params = check_params(term.loss, term.params, where=where)
-        if spec.kind != "mlm" and term.head not in heads:
-            raise RerankError(
-                f"{where}.head: no head named '{term.head}' (model.heads: {', '.join(heads)})"
-            )
+def _check_ranges(cfg: Config, source: str) -> None:
+    """Sizes and counts that must be positive, and those that must not be negative."""
     positive = {
         "model.max_length": cfg.model.max_length,
         "model.max_query_length": cfg.model.max_query_length,
@@ -285,6 +260,36 @@ def validate(cfg: Config, *, source: str = "config") -> Config:
     for key, value in non_negative.items():
         if value < 0:
             raise RerankError(f"{source}: key '{key}': expected a value >= 0, got {value}")
+
+
+def validate(cfg: Config, *, source: str = "config") -> Config:
+    """Check what types alone cannot: loss names and parameters, heads, sizes.
+
+    Imports :mod:`rerank.losses` (and so torch) lazily: reading a config stays cheap.
+    """
+    from rerank.losses import check_params, get_loss
+
+    if not cfg.data.train:
+        raise RerankError(f"{source}: key 'data.train' is required (the training pairs file)")
+    if not cfg.objective:
+        raise RerankError(f"{source}: the objective is empty: add at least one [[objective]] term")
+    heads = cfg.model.heads
+    if not heads:
+        raise RerankError(f"{source}: key 'model.heads' must name at least one head")
+    if cfg.model.primary and cfg.model.primary not in heads:
+        raise RerankError(
+            f"{source}: key 'model.primary': '{cfg.model.primary}' is not among the heads "
+            f"({', '.join(heads)})"
+        )
+    for i, term in enumerate(cfg.objective):
+        where = f"{source}: objective.{i}"
+        spec = get_loss(term.loss, where=f"{where}.loss")
+        term.params = check_params(term.loss, term.params, where=where)
+        if spec.kind != "mlm" and term.head not in heads:
+            raise RerankError(
+                f"{where}.head: no head named '{term.head}' (model.heads: {', '.join(heads)})"
+            )
+    _check_ranges(cfg, source)
     if cfg.model.max_length < 8:
         raise RerankError(
             f"{source}: key 'model.max_length': expected >= 8, got {cfg.model.max_length}"

@@ -250,18 +250,45 @@ class PairEncoder:
 
     def collate(self, enc: Encoded, *, pad_to_multiple_of: int = 8) -> dict[str, torch.Tensor]:
         """Pad a batch to its longest input (rounded up to ``pad_to_multiple_of``)."""
-        longest = max(enc.lengths(), default=1)
-        if pad_to_multiple_of > 1:
-            longest = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
-        n = len(enc)
-        input_ids = torch.full((n, longest), self.pad_id, dtype=torch.long)
-        types = torch.zeros((n, longest), dtype=torch.long)
-        mask = torch.zeros((n, longest), dtype=torch.long)
-        for i, (ids, tt) in enumerate(zip(enc.input_ids, enc.token_type_ids, strict=True)):
-            input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            types[i, : len(tt)] = torch.tensor(tt, dtype=torch.long)
-            mask[i, : len(ids)] = 1
+        longest = padded_width(max(enc.lengths(), default=1), pad_to_multiple_of)
+        input_ids, mask = pad_ids(enc.input_ids, self.pad_id, longest)
         batch = {"input_ids": input_ids, "attention_mask": mask}
         if self.uses_token_types:
-            batch["token_type_ids"] = types
+            batch["token_type_ids"] = pad_ids(enc.token_type_ids, 0, longest)[0]
         return batch
+
+
+def padded_width(n: int, multiple: int = 8) -> int:
+    """``n`` tokens rounded up to a multiple of ``multiple``: the one padding rule of every
+    batch (pair batches, training batches, bi-encoder batches, batch planning).
+
+    Examples
+    --------
+    >>> padded_width(13), padded_width(16), padded_width(13, 1)
+    (16, 16, 13)
+    """
+    m = max(multiple, 1)
+    return -(-n // m) * m
+
+
+def pad_ids(
+    rows: Sequence[Sequence[int]], value: int, width: int, *, left: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rows`` of token ids as one int64 ``[n, width]`` tensor padded with ``value`` (on the
+    right, or on the left), and its attention mask (1 on the rows' own tokens).
+
+    Examples
+    --------
+    >>> ids, mask = pad_ids([[5, 6, 7], [8]], 0, 4)
+    >>> ids.tolist(), mask.tolist()
+    ([[5, 6, 7, 0], [8, 0, 0, 0]], [[1, 1, 1, 0], [1, 0, 0, 0]])
+    >>> pad_ids([[8]], 0, 2, left=True)[0].tolist()
+    [[0, 8]]
+    """
+    ids = torch.full((len(rows), width), value, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask

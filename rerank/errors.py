@@ -63,3 +63,15 @@ def input_error(
     head = ": ".join(parts)
     text = f"{head}: {message}" if head else message
     return RerankError(printable(text))
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a
+    one-line error says of a library's failure.
+
+    Examples
+    --------
+    >>> first_line(ValueError("bad header\\n  at byte 12")), first_line(OSError())
+    ('bad header', 'OSError')
+    """
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -29,6 +29,7 @@ import polars as pl
 
 from rerank import _formats, data
 from rerank.errors import RerankError, input_error
+from rerank.measures.names import canonical_names, leveled_names
 
 __all__ = ["EvaluationReport", "evaluate", "evaluate_files", "evaluate_trec_files"]
 
@@ -152,7 +153,7 @@ def evaluate(
     >>> dict(evaluate(qrels=qrels, run=run, metrics=["AP", "P_2"]))
     {'map': 0.5, 'p@2': 0.5}
     """
-    names, keys = _leveled(_names(metrics, measures), relevance_level)
+    names, keys = leveled_names(_names(metrics, measures), relevance_level)
     if (qrels is None) != (run is None):
         raise input_error(None, "give both qrels and run (TREC mode)")
     if qrels is not None:
@@ -161,33 +162,44 @@ def evaluate(
         return _trec(qrels, run, names, per_query, complete, pnr_unjudged, label_range, keys=keys)
     if frame is None:
         raise input_error(None, "nothing to evaluate: give a frame, or qrels and run")
-    if scores is not None:
-        if _formats.is_path(frame) and _formats.is_path(scores):
-            _check_measure_names(names)
-            with _formats.readable(frame, "judgments") as labeled_path:
-                labeled = data.read_labels(labeled_path, label_range=label_range)
-            with _formats.readable(scores, "scores") as scores_path:
-                scored = data.read_scores(scores_path)
-            return _table(labeled, scored, frame, scores, names, unmatched, per_query, keys=keys)
-        labeled = _formats.labels_of(frame, label_range)
-        scored = _formats.scores_of(scores)
-        return _table(labeled, scored, None, None, names, unmatched, per_query, keys=keys)
-    if _formats.is_path(frame):
-        with _formats.readable(frame, "table") as path:
-            labeled = data.read_labels(path, label_range=label_range)
-            scored = data.read_scores(path)
-        return _table(labeled, scored, frame, frame, names, "error", per_query, keys=keys)
-    table = _formats.frame_of(frame, "frame", ("query_id", "doc_id", "label", "score"))
+    labeled, scored, labeled_path, scores_path = _table_inputs(frame, scores, label_range)
+    unmatched = unmatched if scores is not None else "error"
     return _table(
-        _formats.labels_of(table.drop("score"), label_range),
-        _formats.scores_of(table.drop("label")),
-        None,
-        None,
-        names,
-        "error",
-        per_query,
-        keys=keys,
+        labeled, scored, labeled_path, scores_path, names, unmatched, per_query, keys=keys
     )
+
+
+def _table_inputs(frame: Any, scores: Any, label_range: data.LabelRange) -> tuple[Any, ...]:
+    """Table mode's judgments and scores, and the paths they came from (``None``: frames)."""
+    if scores is None:  # one table with both label and score
+        if _formats.is_path(frame):
+            with _formats.readable(frame, "table") as path:
+                labeled = data.read_labels(path, label_range=label_range)
+                scored = data.read_scores(path)
+            return labeled, scored, frame, frame
+        table = _formats.frame_of(frame, "frame", ("query_id", "doc_id", "label", "score"))
+        labeled = _formats.labels_of(table.drop("score"), label_range)
+        return labeled, _formats.scores_of(table.drop("label")), None, None
+    if _formats.is_path(frame) and _formats.is_path(scores):
+        return (*_read_files(frame, scores, label_range, ("judgments", "scores")), frame, scores)
+    return _formats.labels_of(frame, label_range), _formats.scores_of(scores), None, None
+
+
+def _read_files(
+    judgments: data.PathLike, scores: data.PathLike, label_range: data.LabelRange, roles: Any
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The judgments and the scores of two files (formats by content; ``-``: stdin)."""
+    labeled = _formats.read_judgments(judgments, label_range, roles[0])
+    return labeled, _formats.read_scores(scores, roles[1])
+
+
+def _file_names(measures: Sequence[str] | None, level: int) -> tuple[list[str], dict[str, str]]:
+    """The names of a files entry point, checked before reading what may be large files."""
+    from rerank.measures import DEFAULT_MEASURES, check_names
+
+    names = list(measures) if measures is not None else list(DEFAULT_MEASURES)
+    check_names(names)
+    return leveled_names(names, level)
 
 
 def evaluate_files(
@@ -241,15 +253,8 @@ def evaluate_files(
     >>> report.counts["unscored_rows"]
     0
     """
-    from rerank import measures as measures_module
-
-    names = list(measures) if measures is not None else list(measures_module.DEFAULT_MEASURES)
-    _check_measure_names(names)  # before reading what may be large files
-    names, keys = _leveled(names, relevance_level)
-    with _formats.readable(judgments, "judgments") as labeled_path:
-        labeled = data.read_labels(labeled_path, label_range=label_range)
-    with _formats.readable(scores, "scores") as scores_path:
-        scored = data.read_scores(scores_path)
+    names, keys = _file_names(measures, relevance_level)
+    labeled, scored = _read_files(judgments, scores, label_range, ("judgments", "scores"))
     return _table(labeled, scored, judgments, scores, names, unmatched, per_query, keys=keys)
 
 
@@ -279,36 +284,13 @@ def evaluate_trec_files(
     >>> report.aggregate
     {'map': 0.5, 'p@2': 0.5}
     """
-    from rerank import measures as measures_module
-
-    names = list(measures) if measures is not None else list(measures_module.DEFAULT_MEASURES)
-    _check_measure_names(names)
-    names, keys = _leveled(names, relevance_level)
+    names, keys = _file_names(measures, relevance_level)
     if str(qrels) == str(run) == "-":
         raise input_error(None, "only one of the qrels and the run can be read from stdin")
-    with _formats.readable(qrels, "qrels") as path:
-        labeled = data.read_labels(path, label_range=label_range)
-    with _formats.readable(run, "run") as path:
-        scored = data.read_scores(path)
+    labeled, scored = _read_files(qrels, run, label_range, ("qrels", "run"))
     return _trec(
         labeled, scored, names, per_query, complete, pnr_unjudged, label_range, read=True, keys=keys
     )
-
-
-def canonical_names(names: Sequence[str]) -> list[str]:
-    """Measure names as this project's report keys, duplicates removed (``nDCG@10``,
-    ``ndcg_cut_10`` -> ``ndcg@10``).
-
-    Examples
-    --------
-    >>> canonical_names(["nDCG@10", "ndcg_cut_10", "recip_rank", "pnr", "AP(rel=2)"])
-    ['ndcg@10', 'mrr', 'pnr', 'AP(rel=2)']
-    """
-    from rerank.measures import PNR_MEASURES
-    from rerank.measures.names import resolve
-
-    keys = [name.strip() if name.strip() in PNR_MEASURES else resolve(name).key for name in names]
-    return list(dict.fromkeys(keys))
 
 
 # --------------------------------------------------------------------------------------
@@ -323,11 +305,13 @@ def _names(metrics, measures) -> list[str]:
     if given is None:
         return list(DEFAULT_MEASURES)
     if isinstance(given, str):
-        from rerank.cli.evaluate import split_names
+        from rerank.measures.names import split_names
 
         given = split_names(given)
+    from rerank.measures import check_names
+
     names = canonical_names(list(given))
-    _check_measure_names(names)
+    check_names(names)
     return names
 
 
@@ -387,18 +371,6 @@ def _trec(
     )
 
 
-def _leveled(names: list[str], level: int) -> tuple[list[str], dict[str, str]]:
-    """Names at relevance level ``level``, and expression -> report key for those renamed."""
-    if isinstance(level, bool) or not isinstance(level, int):
-        raise input_error(None, f"relevance level: expected an integer, got {level!r}")
-    if level == 1:
-        return names, {}
-    from rerank.measures.names import at_relevance_level
-
-    leveled = [at_relevance_level(name, level) for name in names]
-    return leveled, {e: n for e, n in zip(leveled, names, strict=True) if e != n}
-
-
 def _renamed(report: EvaluationReport, keys: dict[str, str] | None) -> EvaluationReport:
     """The report with measures computed under another expression keyed as asked."""
     if not keys:
@@ -408,16 +380,3 @@ def _renamed(report: EvaluationReport, keys: dict[str, str] | None) -> Evaluatio
     if table is not None:
         table = table.rename({e: n for e, n in keys.items() if e in table.columns})
     return EvaluationReport(aggregate, report.counts, table)
-
-
-def _check_measure_names(names: Sequence[str]) -> None:
-    from rerank.measures import PNR_MEASURES
-
-    if not names:
-        raise input_error(None, "no measures requested")
-    other = [name for name in names if name not in PNR_MEASURES]
-    if other:
-        from rerank.measures.names import resolve
-
-        for name in other:
-            resolve(name)

@@ -25,11 +25,9 @@ graph is also checked against the torch model on the same pairs (max abs differe
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -40,8 +38,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rerank.backends import ONNX_FILE, OPENVINO_FILE, OPENVINO_INT8_FILE, require
+from rerank.backends import ONNX_FILE
 from rerank.errors import RerankError, input_error
+from rerank.export_graphs import (
+    CALIBRATION_PAIRS,
+    SAMPLE_PAIRS,
+    export_onnx,
+    export_openvino,
+    quantize_onnx,
+    require_tools,
+)
+from rerank.tables.columns import TEXT_COLUMNS
 
 __all__ = ["CALIBRATION_PAIRS", "FORMATS", "REPORT_FILE", "export_model"]
 
@@ -49,18 +56,8 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "openvino")
 REPORT_FILE = "rerank_export.json"
-#: Pairs NNCF calibrates on at most (its own default subset size).
-CALIBRATION_PAIRS = 300
 # Pairs the fp32 graph is checked against torch on (the first of --calibration).
 PARITY_PAIRS = 64
-OPSET = 17
-# Graph nodes computing the score from the encoder's features: kept in fp32 by int8
-# (the names torch.onnx.export gives BERT/RoBERTa/ELECTRA heads; rerank.precision.HEAD_PARTS).
-HEAD_PARTS = ("pooler", "classifier", "score")
-_SAMPLE = [
-    ("what is the lift of a wing", "wing theory", "the lift and drag of a thin wing"),
-    ("heat transfer in laminar flow", "", "boundary layer heat transfer at high speed"),
-]
 
 
 def export_model(
@@ -105,62 +102,15 @@ def export_model(
         torch and, for int8, the quality figures.
     """
     say = echo or log.info
-    if fmt not in FORMATS:
-        raise RerankError(f"format: expected onnx or openvino, got {fmt!r}")
-    if quantize not in (None, "int8"):
-        raise RerankError(f"quantize: expected int8, got {quantize!r}")
-    src, out = Path(model_dir), Path(out_dir)
-    if not src.is_dir():
-        raise input_error(model_dir, "no such model directory")
-    if out.exists() and os.path.realpath(out) == os.path.realpath(src):
-        raise input_error(out_dir, "is also the input --model; choose another output directory")
-    if out.exists() and not out.is_dir():
-        raise input_error(out_dir, "exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / REPORT_FILE).is_file():
-        # the export replaces --out whole: never a directory it did not write
-        raise input_error(
-            out_dir, "exists and is not an earlier rerank export; choose a new directory"
-        )
-    _require_tools(fmt, quantize)
-    if fmt == "openvino" and quantize and calibration is None:
-        raise RerankError(
-            "--quantize int8 --format openvino: static quantisation needs --calibration FILE "
-            "(pairs like the ones you will score)"
-        )
+    src, out = _check_request(model_dir, out_dir, fmt, quantize, calibration)
     pairs = _read_calibration(calibration) if calibration is not None else None
-
-    from rerank.score import load_scoring_model
-
-    model = load_scoring_model(src, device=_cpu())
-    spec = model.specs[model.primary]
-    if spec.kind != "score":
-        raise RerankError(
-            f"{model_dir}: the primary head '{model.primary}' is a {spec.kind} head; "
-            "rerank export writes ranking (score) heads"
-        )
-    if max_length is None and "max_length" not in model.input_lengths:
-        # an untrained length (256) beyond a small model's positions: its positions
-        max_length = min(model.pair_encoder().max_length, model.max_positions() or 1 << 30)
-    encoder = model.pair_encoder(max_length=max_length)
-    model.check_max_length(encoder.max_length)
-    texts = (
-        pairs
-        if pairs is not None
-        else pl.DataFrame(_SAMPLE, ["query", "title", "summary"], orient="row")
-    )
+    model, encoder = _load_ranking_model(src, max_length)
+    texts = pairs if pairs is not None else pl.DataFrame(SAMPLE_PAIRS, TEXT_COLUMNS, orient="row")
     report: dict[str, Any] = {"format": fmt, "quantize": quantize, "source": str(src)}
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
         _copy_model(src, tmp, skip=fmt)
-        with tempfile.TemporaryDirectory(prefix=".rerank-export.") as scratch:
-            onnx_path = (tmp / ONNX_FILE) if fmt == "onnx" else Path(scratch) / "model.onnx"
-            _export_onnx(model, encoder, onnx_path)
-            files = [ONNX_FILE] if fmt == "onnx" else []
-            if fmt == "onnx" and quantize:
-                files.append(_quantize_onnx(onnx_path))
-            if fmt == "openvino":
-                files += _export_openvino(onnx_path, tmp, encoder, pairs if quantize else None)
-        report["files"] = files
+        report["files"] = _write_graphs(model, encoder, tmp, fmt, quantize, pairs)
         report["parity"] = _parity(model, encoder, tmp, fmt, texts.head(PARITY_PAIRS), threads)
         say(
             f"{fmt} fp32 graph vs torch fp32 on {report['parity']['pairs']} pairs: "
@@ -181,34 +131,74 @@ def export_model(
     return report
 
 
+def _check_request(
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    fmt: str,
+    quantize: str | None,
+    calibration: str | os.PathLike[str] | None,
+) -> tuple[Path, Path]:
+    """Refuse an export that cannot be done, before any work: the source and output paths."""
+    if fmt not in FORMATS:
+        raise RerankError(f"format: expected onnx or openvino, got {fmt!r}")
+    if quantize not in (None, "int8"):
+        raise RerankError(f"quantize: expected int8, got {quantize!r}")
+    src, out = Path(model_dir), Path(out_dir)
+    if not src.is_dir():
+        raise input_error(model_dir, "no such model directory")
+    if out.exists() and os.path.realpath(out) == os.path.realpath(src):
+        raise input_error(out_dir, "is also the input --model; choose another output directory")
+    if out.exists() and not out.is_dir():
+        raise input_error(out_dir, "exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / REPORT_FILE).is_file():
+        # the export replaces --out whole: never a directory it did not write
+        raise input_error(
+            out_dir, "exists and is not an earlier rerank export; choose a new directory"
+        )
+    require_tools(fmt, quantize)
+    if fmt == "openvino" and quantize and calibration is None:
+        raise RerankError(
+            "--quantize int8 --format openvino: static quantisation needs --calibration FILE "
+            "(pairs like the ones you will score)"
+        )
+    return src, out
+
+
+def _load_ranking_model(src: Path, max_length: int | None) -> tuple[Any, Any]:
+    """The model (on the CPU) and its pair encoder; a ranking (score) primary head only."""
+    from rerank.model_dir import default_max_length
+    from rerank.score import load_scoring_model
+
+    model = load_scoring_model(src, device=_cpu())
+    spec = model.specs[model.primary]
+    if spec.kind != "score":
+        raise RerankError(
+            f"{src}: the primary head '{model.primary}' is a {spec.kind} head; "
+            "rerank export writes ranking (score) heads"
+        )
+    if max_length is None and "max_length" not in model.input_lengths:
+        max_length = default_max_length(model.encoder.config)
+    encoder = model.pair_encoder(max_length=max_length)
+    model.check_max_length(encoder.max_length)
+    return model, encoder
+
+
+def _write_graphs(
+    model: Any, encoder: Any, tmp: Path, fmt: str, quantize: str | None, pairs: Any
+) -> list[str]:
+    """The graphs of ``fmt`` (and int8) under ``tmp``; their paths relative to it."""
+    with tempfile.TemporaryDirectory(prefix=".rerank-export.") as scratch:
+        onnx_path = (tmp / ONNX_FILE) if fmt == "onnx" else Path(scratch) / "model.onnx"
+        export_onnx(model, encoder, onnx_path)
+        if fmt == "onnx":
+            return [ONNX_FILE, quantize_onnx(onnx_path)] if quantize else [ONNX_FILE]
+        return export_openvino(onnx_path, tmp, encoder, pairs if quantize else None)
+
+
 def _cpu() -> Any:
     import torch
 
     return torch.device("cpu")
-
-
-def _require_tools(fmt: str, quantize: str | None) -> None:
-    if fmt == "onnx":
-        require("onnx")
-        _import("onnx", "onnx")  # the graph writer
-    else:
-        require("openvino")
-        _import("onnx", "openvino")  # the ONNX graph is the converter's input
-        if quantize:
-            _import("nncf", "openvino")
-
-
-def _import(module: str, extra: str) -> Any:
-    import importlib
-
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # nncf greets on import
-            return importlib.import_module(module)
-    except ImportError:
-        raise RerankError(
-            f"rerank export: the {module} package is not installed; "
-            f"pip install rerank-rekindle[{extra}]"
-        ) from None
 
 
 def _read_calibration(path: str | os.PathLike[str]) -> pl.DataFrame:
@@ -237,122 +227,6 @@ def _copy_model(src: Path, dst: Path, *, skip: str) -> None:
             shutil.copytree(entry, dst / entry.name)
         else:
             shutil.copy2(entry, dst / entry.name)
-
-
-def _export_onnx(model: Any, encoder: Any, path: Path) -> None:
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sample = encoder.collate(
-        encoder.encode([q for q, _, _ in _SAMPLE], [[t, s] for _, t, s in _SAMPLE])
-    )
-    names = list(sample)
-    axes = {k: {0: "batch_size", 1: "sequence_length"} for k in names}
-    hf = model.encoder.eval()
-    # The TorchScript exporter (dynamo=False): BERT-like encoders trace to a plain graph
-    # with dynamic batch and sequence axes, and it needs no onnxscript.
-    with torch.no_grad(), _quiet():
-        torch.onnx.export(
-            hf,
-            (),
-            str(path),
-            kwargs=dict(sample),
-            input_names=names,
-            output_names=["logits"],
-            dynamic_axes={**axes, "logits": {0: "batch_size"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-
-
-@contextlib.contextmanager
-def _quiet() -> Any:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about Python control flow
-        yield
-
-
-@contextlib.contextmanager
-def _quiet_logging() -> Any:
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
-def _cpu_arch() -> str:
-    """The name sentence-transformers gives a dynamic int8 ONNX file (its CPU target)."""
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        return "arm64"
-    flags = ""
-    with contextlib.suppress(OSError):
-        flags = Path("/proc/cpuinfo").read_text()
-    if "avx512_vnni" in flags:
-        return "avx512_vnni"
-    return "avx512" if "avx512f" in flags else "avx2"
-
-
-def _head_nodes(names: list[str]) -> list[str]:
-    return [n for n in names if set(n.split("/")) & set(HEAD_PARTS)]
-
-
-def _quantize_onnx(fp32: Path) -> str:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    arch = _cpu_arch()
-    target = fp32.with_name(f"model_qint8_{arch}.onnx")
-    nodes = [n.name for n in onnx.load(str(fp32), load_external_data=False).graph.node]
-    with _quiet_logging():  # onnxruntime suggests its pre-processing tool on the root logger
-        quantize_dynamic(
-            str(fp32),
-            str(target),
-            weight_type=QuantType.QInt8,
-            # without VNNI, u8 x s8 products can saturate a 16-bit intermediate: 7-bit weights
-            reduce_range=arch in ("avx2", "avx512"),
-            nodes_to_exclude=_head_nodes(nodes),
-        )
-    return f"onnx/{target.name}"
-
-
-def _export_openvino(
-    onnx_path: Path, out: Path, encoder: Any, pairs: pl.DataFrame | None
-) -> list[str]:
-    import openvino as ov
-
-    model = ov.convert_model(str(onnx_path))
-    ov.save_model(model, str(out / OPENVINO_FILE), compress_to_fp16=False)
-    files = [OPENVINO_FILE]
-    if pairs is None:
-        return files
-    nncf = _import("nncf", "openvino")
-    sample = pairs.head(CALIBRATION_PAIRS)
-    encoded = encoder.encode(
-        sample["query"].to_list(), list(zip(sample["title"], sample["summary"], strict=True))
-    )
-    items = [
-        {
-            k: v.numpy()
-            for k, v in encoder.collate(encoded.select([i]), pad_to_multiple_of=1).items()
-        }
-        for i in range(len(encoded))
-    ]
-    heads = _head_nodes([op.get_friendly_name() for op in model.get_ordered_ops()])
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        quantized = nncf.quantize(
-            model,
-            nncf.Dataset(items),
-            model_type=nncf.ModelType.TRANSFORMER,
-            subset_size=len(items),
-            ignored_scope=nncf.IgnoredScope(names=heads, validate=False),
-        )
-    ov.save_model(quantized, str(out / OPENVINO_INT8_FILE), compress_to_fp16=False)
-    return [*files, OPENVINO_INT8_FILE]
 
 
 def _scores(

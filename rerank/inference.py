@@ -9,7 +9,7 @@ evaluation (:func:`rerank.training.evaluation.evaluate_ranking`) and GLUE predic
 ones ``rerank score`` + ``rerank evaluate`` report at the same precision (tested).
 
 :func:`score_texts` tokenizes a chunk of pairs once, cuts it into length-sorted batches
-(:func:`rerank.score.plan_batches`), pads each batch to its longest pair, calls a
+(:func:`plan_batches`), pads each batch to its longest pair, calls a
 ``forward`` function and puts the outputs back in input order. ``forward`` is what
 differs between backends: a PyTorch model (:func:`torch_forward`), or an exported ONNX
 Runtime / OpenVINO graph (:func:`exported_forward`, :mod:`rerank.backends`).
@@ -23,17 +23,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from rerank.errors import RerankError
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = [
+    "check_finite",
+    "check_limits",
+    "eval_mode",
     "exported_forward",
+    "plan_batches",
+    "resolve_device",
     "run_batches",
     "score_encoded",
     "score_exported_file",
@@ -43,6 +50,81 @@ __all__ = [
 ]
 
 Forward = Callable[[dict[str, Any]], Any]
+
+
+def plan_batches(
+    lengths: Sequence[int] | np.ndarray,
+    *,
+    batch_size: int,
+    max_tokens: int | None = None,
+    pad_to_multiple_of: int = 8,
+) -> list[np.ndarray]:
+    """Cut inputs into length-sorted batches (longest first).
+
+    A batch holds at most ``batch_size`` inputs and, with ``max_tokens``, at most that
+    many tokens once padded to its longest input (rounded up to ``pad_to_multiple_of``);
+    an input longer than the budget still gets a batch of its own.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Indices into ``lengths``, one array per batch; together a permutation.
+
+    Examples
+    --------
+    >>> [b.tolist() for b in plan_batches([3, 9, 5, 9], batch_size=2)]
+    [[1, 3], [2, 0]]
+    >>> [b.tolist() for b in plan_batches([3, 9, 5, 9], batch_size=4, max_tokens=32)]
+    [[1, 3], [2, 0]]
+    """
+    from rerank.encoding import padded_width  # (encoding imports torch; this module not yet)
+
+    check_limits(batch_size=batch_size, max_tokens=max_tokens)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        stop = min(start + batch_size, len(order))
+        if max_tokens is not None:
+            padded = padded_width(int(lengths[order[start]]), pad_to_multiple_of)  # longest first
+            stop = min(stop, start + max(1, max_tokens // max(padded, 1)))
+        batches.append(order[start:stop])
+        start = stop
+    return batches
+
+
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """``model`` in eval mode under ``torch.inference_mode``; its train/eval mode restored."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:1``...; ``None`` or ``auto``: CUDA (``LOCAL_RANK``) when available."""
+    import torch
+
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def check_limits(*, batch_size: int, chunk_rows: int = 1, max_tokens: int | None = None) -> None:
+    """Refuse batch and chunk limits that are not positive (one line each)."""
+    for name, value in (("chunk_rows", chunk_rows), ("batch_size", batch_size)):
+        if value < 1:
+            raise RerankError(f"{name}: expected a positive integer, got {value}")
+    if max_tokens is not None and max_tokens < 1:
+        raise RerankError(f"max_tokens: expected a positive integer, got {max_tokens}")
 
 
 def score_texts(
@@ -65,7 +147,7 @@ def score_texts(
     encoder
         The :class:`rerank.encoding.PairEncoder` (truncation policy and lengths).
     batch_size, max_tokens
-        Batch limits (:func:`rerank.score.plan_batches`); batches are longest first.
+        Batch limits (:func:`plan_batches`); batches are longest first.
     bar
         A progress bar advanced by the pairs of each batch, or ``None``.
     """
@@ -98,8 +180,6 @@ def score_encoded(
 ) -> np.ndarray:
     """:func:`run_batches` over already tokenized inputs (:class:`rerank.encoding.Encoded`),
     in length-sorted batches padded to their longest input."""
-    from rerank.score import plan_batches
-
     plan = plan_batches(encoded.lengths(), batch_size=batch_size, max_tokens=max_tokens)
     batches = ((index, encoder.collate(encoded.select(index))) for index in plan)
     return run_batches(forward, batches, len(encoded), n_outputs=n_outputs, bar=bar)
@@ -165,13 +245,8 @@ def torch_forward(
             columns.append(scores.float().reshape(len(scores), -1))
         return torch.cat(columns, dim=1)
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), inference_precision(model, precision):
-            yield forward
-    finally:
-        model.train(was_training)
+    with eval_mode(model), inference_precision(model, precision):
+        yield forward
 
 
 def exported_forward(runner: Callable[[dict[str, np.ndarray]], np.ndarray]) -> Forward:
@@ -241,37 +316,32 @@ def score_exported_file(
     """
     from rerank.backends import check_primary_score, load_runner, pair_encoder
     from rerank.score import ScoreSummary
-    from rerank.streaming import stream_scores
+    from rerank.streaming import score_pairs_file
 
     check_primary_score(model_dir, heads)
     encoder = pair_encoder(model_dir, max_length=max_length, max_first_length=max_first_length)
     runner = load_runner(model_dir, backend, precision=precision, threads=threads)
     forward = exported_forward(runner)
-    columns = list(heads) if heads else ["score"]
 
-    def score_chunk(chunk: pl.DataFrame, bar: Any) -> pl.DataFrame:
-        scores = score_texts(
+    def scores_of(chunk: pl.DataFrame, bar: Any) -> np.ndarray:
+        return score_texts(
             forward, encoder, chunk, batch_size=batch_size, max_tokens=max_tokens, bar=bar
-        )
-        check_finite(scores, chunk, model_dir)
-        return chunk.select("query_id", "doc_id").with_columns(
-            pl.Series(columns[0], scores[:, 0], dtype=pl.Float64)
-        )
+        )[:, :1]
 
-    t0 = time.perf_counter()
-    shards = stream_scores(
+    shards, seconds = score_pairs_file(
         lazy,
         source,
         out_path,
-        score_chunk,
+        scores_of,
+        model=model_dir,
         fmt=fmt,
-        columns=columns,
+        columns=list(heads) if heads else ["score"],
         chunk_rows=chunk_rows,
         progress=progress,
     )
     return ScoreSummary(
         shards.rows,
-        time.perf_counter() - t0,
+        seconds,
         runner.precision,
         "cpu",
         shards.world,

@@ -8,8 +8,9 @@ is a linear layer on the pooled ``[CLS]`` vector: ``classifier(tanh(W h_cls))``)
 
 Extra heads (one per teacher in multi-teacher rekindle, GLUE task heads) read the last
 hidden state of the first token and live in ``rerank_heads.safetensors``; the optional
-MLM head lives in ``rerank_mlm_head.safetensors``. Their specs are kept in
-``config.json`` under the key ``rerank``. ``forward`` returns scores only (a dict
+MLM head lives in ``rerank_mlm_head.safetensors`` (the heads: :mod:`rerank.heads`). Their
+specs are kept in ``config.json`` under the key ``rerank`` (reading a model directory:
+:mod:`rerank.model_dir`). ``forward`` returns scores only (a dict
 head name -> tensor); the losses judge.
 
 Weights are read from safetensors files only: a directory holding just a pickled
@@ -19,14 +20,11 @@ one-line error naming it.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import logging
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -35,149 +33,40 @@ from torch import nn
 from rerank.atomic import atomic_path
 from rerank.encoding import PairEncoder
 from rerank.errors import RerankError
+from rerank.heads import ExtraHead, HeadKind, HeadSpec, MlmHead, load_hf_mlm_head
+from rerank.model_dir import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_MAX_QUERY_LENGTH,
+    HEADS_FILE,
+    INPUT_LENGTH_KEYS,
+    MLM_FILE,
+    check_weights,
+    load_encoder,
+    position_limit,
+    quiet_transformers,
+    saved_input_lengths,
+    saved_meta,
+    saved_truncation,
+)
+
+__all__ = [
+    "DEFAULT_MAX_LENGTH",
+    "DEFAULT_MAX_QUERY_LENGTH",
+    "HEADS_FILE",
+    "INPUT_LENGTH_KEYS",
+    "MLM_FILE",
+    "ExtraHead",
+    "HeadKind",
+    "HeadSpec",
+    "MlmHead",
+    "RerankModel",
+    "check_weights",
+    "quiet_transformers",
+    "saved_input_lengths",
+    "stack_layers",
+]
 
 log = logging.getLogger(__name__)
-
-HEADS_FILE = "rerank_heads.safetensors"
-INPUT_LENGTH_KEYS = ("max_length", "max_query_length")
-DEFAULT_MAX_LENGTH, DEFAULT_MAX_QUERY_LENGTH = 256, 64
-MLM_FILE = "rerank_mlm_head.safetensors"
-HeadKind = Literal["score", "classification", "regression"]
-
-
-@dataclass(frozen=True)
-class HeadSpec:
-    """What a head outputs.
-
-    ``score``: one real number per input (ranking). ``classification``: ``num_outputs``
-    logits. ``regression``: one value, ``low + (high - low) * sigmoid(z)`` (STS-B: 0..5).
-    """
-
-    kind: HeadKind = "score"
-    num_outputs: int = 1
-    low: float = 0.0
-    high: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("score", "classification", "regression"):
-            raise RerankError(f"HeadSpec: unknown head kind '{self.kind}'")
-        if self.kind != "classification" and self.num_outputs != 1:
-            raise RerankError(f"HeadSpec: a {self.kind} head has one output")
-        if self.kind == "classification" and self.num_outputs < 2:
-            raise RerankError("HeadSpec: a classification head needs num_outputs >= 2")
-
-    def transform(self, z: torch.Tensor) -> torch.Tensor:
-        """Raw head output ``[batch, num_outputs]`` -> scores ``[batch]`` or logits ``[batch, C]``."""
-        if self.kind == "classification":
-            return z
-        z = z[:, 0]
-        if self.kind == "regression":
-            return self.low + (self.high - self.low) * torch.sigmoid(z)
-        return z
-
-
-class ExtraHead(nn.Module):
-    """Dropout + linear on the first token's last hidden state."""
-
-    def __init__(self, hidden_size: int, num_outputs: int, dropout: float):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(hidden_size, num_outputs)
-
-    def forward(self, h_first: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(h_first))
-
-
-class MlmHead(nn.Module):
-    """BERT's MLM head: dense + GELU + LayerNorm, decoder tied to the word embeddings."""
-
-    def __init__(self, hidden_size: int, vocab_size: int, eps: float = 1e-12):
-        super().__init__()
-        self.dense = nn.Linear(hidden_size, hidden_size)
-        self.norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.bias = nn.Parameter(torch.zeros(vocab_size))
-
-    def forward(self, h: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
-        """``h [n, hidden]`` -> vocabulary logits ``[n, vocab]``."""
-        x = self.norm(nn.functional.gelu(self.dense(h)))
-        return x @ embeddings.t() + self.bias
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load reports and progress bars; we log what matters ourselves."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def check_weights(path: Path) -> None:
-    """Refuse a model directory without safetensors weights, or with a damaged one.
-
-    Reads each ``*.safetensors`` header and checks that the file holds every tensor it
-    declares (a truncated copy does not), so the error names the file instead of
-    surfacing from deep inside ``from_pretrained``.
-    """
-    from safetensors import SafetensorError, safe_open
-
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        pickled = sorted(p.name for p in path.glob("*.bin")) or sorted(
-            p.name for p in path.glob("*.pt*")
-        )
-        found = f"only {', '.join(pickled)} (pickle files, which can run code when loaded)"
-        raise RerankError(
-            f"{path}: no model.safetensors; found {found if pickled else 'no weights'}. "
-            "rerank reads safetensors weights only: convert them where you trust the file "
-            "(save_pretrained(dir, safe_serialization=True))"
-        )
-    for file in files:
-        try:
-            with safe_open(str(file), "pt") as handle:
-                for key in handle.keys():
-                    handle.get_slice(key).get_shape()
-        except (SafetensorError, OSError, ValueError) as err:
-            detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise RerankError(f"{file}: damaged safetensors file ({detail})") from None
-
-
-def _load_encoder(path: Path, num_labels: int) -> tuple[Any, Any, bool]:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    if not path.is_dir():
-        raise RerankError(f"{path}: model directory does not exist")
-    if not (path / "config.json").is_file():
-        raise RerankError(f"{path}: no config.json: expected a Hugging Face model directory")
-    check_weights(path)
-    try:
-        with quiet_transformers():
-            encoder, info = AutoModelForSequenceClassification.from_pretrained(
-                str(path),
-                num_labels=num_labels,
-                ignore_mismatched_sizes=True,
-                output_loading_info=True,
-                use_safetensors=True,
-            )
-    except (OSError, ValueError, RuntimeError) as err:
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise RerankError(f"{path}: cannot load model: {detail}") from None
-    try:
-        with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(str(path))
-    except Exception as err:  # tokenizers raise many kinds (JSON, Rust, OSError)
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise RerankError(f"{path}: cannot load the tokenizer: {detail}") from None
-    fresh = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
-    return encoder, tokenizer, fresh
 
 
 class RerankModel(nn.Module):
@@ -250,7 +139,7 @@ class RerankModel(nn.Module):
             Grow the encoder to this many layers by stacking (see :func:`stack_layers`).
         """
         path = Path(path)
-        saved = _saved_meta(path)
+        saved = saved_meta(path)
         saved_specs = {k: HeadSpec(**v) for k, v in saved.get("heads", {}).items()}
         specs = dict(heads) if heads is not None else (saved_specs or {"score": HeadSpec()})
         primary = primary or saved.get("primary") or next(iter(specs))
@@ -259,14 +148,14 @@ class RerankModel(nn.Module):
                 f"RerankModel: primary head '{primary}' not among heads {list(specs)}"
             )
         pspec = specs[primary]
-        encoder, tokenizer, fresh = _load_encoder(path, pspec.num_outputs)
+        encoder, tokenizer, fresh = load_encoder(path, pspec.num_outputs)
         if saved.get("primary") not in (None, primary) or saved_specs.get(primary, pspec) != pspec:
             fresh = True
         if fresh:
             log.info("%s: primary head '%s' initialised fresh", path, primary)
         model = cls(encoder, tokenizer, primary=primary, specs=specs, mlm=mlm)
         model.input_lengths = {k: int(saved[k]) for k in INPUT_LENGTH_KEYS if k in saved}
-        model.truncation = _saved_truncation(saved, path)
+        model.truncation = saved_truncation(saved, path)
         model._load_sidecars(path, saved_specs)
         if num_layers is not None and num_layers != encoder.config.num_hidden_layers:
             stack_layers(model.encoder, num_layers)
@@ -285,7 +174,7 @@ class RerankModel(nn.Module):
             return
         if (path / MLM_FILE).is_file():
             self.mlm_head.load_state_dict(load_file(str(path / MLM_FILE)))
-        elif not _load_hf_mlm_head(path, self.mlm_head):
+        elif not load_hf_mlm_head(path, self.mlm_head):
             log.info("%s: checkpoint has no MLM head; created a fresh one", path)
 
     # -- forward --------------------------------------------------------------------
@@ -343,11 +232,7 @@ class RerankModel(nn.Module):
 
     def max_positions(self) -> int | None:
         """Tokens the encoder's position embeddings cover (``None``: no limit known)."""
-        cfg = self.encoder.config
-        limit = getattr(cfg, "max_position_embeddings", None)
-        if limit and "roberta" in str(getattr(cfg, "model_type", "")):
-            limit -= (cfg.pad_token_id or 0) + 1  # RoBERTa positions start after the pad index
-        return limit or None
+        return position_limit(self.encoder.config)
 
     def check_max_length(self, max_length: int, *, key: str = "max_length") -> None:
         """Refuse an input length beyond the position embeddings (an index error later)."""
@@ -408,75 +293,6 @@ class RerankModel(nn.Module):
             from rerank.model_card import model_card
 
             (tmp / "README.md").write_text(model_card(self, Path(path).name), encoding="utf-8")
-
-
-def saved_input_lengths(path: str | Path) -> dict[str, int]:
-    """The input lengths a model directory was trained with (else the defaults, 256 / 64).
-
-    The one source of a model's ``max_length`` / ``max_query_length`` downstream of its
-    training (teacher scoring and its provenance). A model not trained here gets the
-    defaults, ``max_length`` kept within its position embeddings (as
-    :meth:`rerank.Reranker.from_pretrained` does).
-    """
-    saved = _saved_meta(Path(path))
-    defaults = {"max_length": DEFAULT_MAX_LENGTH, "max_query_length": DEFAULT_MAX_QUERY_LENGTH}
-    lengths = {k: int(saved.get(k, v)) for k, v in defaults.items()}
-    file = Path(path) / "config.json"
-    if "max_length" not in saved and file.is_file():
-        config = json.loads(file.read_text())
-        limit = config.get("max_position_embeddings") or 0
-        if 0 < limit < lengths["max_length"] and "roberta" not in str(config.get("model_type")):
-            lengths["max_length"] = limit
-    return lengths
-
-
-def _saved_truncation(saved: dict[str, Any], path: Path) -> str:
-    from rerank.encoding import TRUNCATIONS
-
-    value = saved.get("truncation", "query_cap")
-    if value not in TRUNCATIONS:
-        raise RerankError(
-            f"{path / 'config.json'}: rerank.truncation: expected one of "
-            f"{', '.join(TRUNCATIONS)}, got {value!r}"
-        )
-    return value
-
-
-def _saved_meta(path: Path) -> dict[str, Any]:
-    cfg = path / "config.json"
-    if not cfg.is_file():
-        return {}
-    try:
-        return dict(json.loads(cfg.read_text()).get("rerank") or {})
-    except json.JSONDecodeError as err:
-        raise RerankError(f"{cfg}: not valid JSON ({err.msg} at line {err.lineno})") from err
-
-
-def _load_hf_mlm_head(path: Path, head: MlmHead) -> bool:
-    """Take BERT's own MLM head (``cls.predictions.*``) when the checkpoint has one."""
-    weights = path / "model.safetensors"
-    if not weights.is_file():
-        return False
-    from safetensors import safe_open
-
-    prefix = "cls.predictions."
-    with safe_open(str(weights), "pt") as f:
-        keys = [k for k in f.keys() if k.startswith(prefix)]
-        if not keys:
-            return False
-        state = {k[len(prefix) :]: f.get_tensor(k) for k in keys}
-    mapping = {
-        "dense.weight": "transform.dense.weight",
-        "dense.bias": "transform.dense.bias",
-        "norm.weight": "transform.LayerNorm.weight",
-        "norm.bias": "transform.LayerNorm.bias",
-        "bias": "bias",
-    }
-    if not all(v in state for v in mapping.values()):
-        return False
-    head.load_state_dict({k: state[v] for k, v in mapping.items()})
-    log.info("%s: MLM head loaded from the checkpoint's cls.predictions", path)
-    return True
 
 
 def _layer_list(encoder: Any) -> nn.ModuleList:

@@ -57,14 +57,23 @@ def model_card(model: Any, name: str) -> str:
     >>> card.splitlines()[0]  # doctest: +SKIP
     '---'
     """
-    facts = dict(model.card_facts)
+    from rerank.model_dir import DEFAULT_MAX_LENGTH, DEFAULT_MAX_QUERY_LENGTH
+
     lengths = model.input_lengths
-    max_length = lengths.get("max_length", 256)
-    query_length = lengths.get("max_query_length", 64)
+    max_length = lengths.get("max_length", DEFAULT_MAX_LENGTH)
+    query_length = lengths.get("max_query_length", DEFAULT_MAX_QUERY_LENGTH)
+    sep = model.tokenizer.sep_token or " "
+    lines = _header(model, name, sep, max_length, query_length)
+    lines += _training(dict(model.card_facts))
+    lines += _usage(sep, model.truncation, query_length)
+    return "\n".join(lines)
+
+
+def _header(model: Any, name: str, sep: str, max_length: int, query_length: int) -> list[str]:
+    """Front matter, what the model is, and its input layout and truncation."""
     truncation = model.truncation
     kinds = {k: v.kind for k, v in model.specs.items()}
     ranking = kinds[model.primary] == "score"
-    sep = model.tokenizer.sep_token or " "
     lines = [
         "---",
         "library_name: sentence-transformers",
@@ -100,6 +109,12 @@ def model_card(model: Any, name: str) -> str:
         ),
         "",
     ]
+    return lines
+
+
+def _training(facts: dict[str, Any]) -> list[str]:
+    """How the model was trained and its evaluation (none for a model not trained here)."""
+    lines: list[str] = []
     if facts:
         lines += ["## Training", ""]
         lines.append(f"- Base model: `{facts.get('base_model')}`")
@@ -119,7 +134,12 @@ def model_card(model: Any, name: str) -> str:
             where = Path(str(facts.get("eval_data") or "")).name or "the eval split"
             at = f" at step {facts['step']:,}" if "step" in facts else ""
             lines += [f"## Evaluation ({where}{at})", "", *_table(facts["eval"]), ""]
-    lines += [
+    return lines
+
+
+def _usage(sep: str, truncation: str, query_length: int) -> list[str]:
+    """Loading and scoring with rerank, sentence-transformers and transformers."""
+    return [
         "## Usage",
         "",
         "rerank (same truncation and scores as `rerank score`):",
@@ -168,4 +188,3 @@ def model_card(model: Any, name: str) -> str:
         ),
         "",
     ]
-    return "\n".join(lines)

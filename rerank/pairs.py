@@ -35,12 +35,14 @@ from rerank.tables.columns import PAIRS
 __all__ = [
     "TEACHER_SCORES",
     "build_pairs",
+    "judged_pool",
     "labeled_pairs",
     "read_documents",
     "read_judged",
     "read_queries",
     "read_training_jsonl",
     "run_pairs",
+    "title_pairs",
     "write_pairs",
 ]
 
@@ -235,3 +237,36 @@ def _with_texts(
                 f"{example!r}",
             )
     return frame
+
+
+def judged_pool(
+    retrieved: pl.DataFrame, qrels: pl.DataFrame, queries: pl.DataFrame, docs: pl.DataFrame
+) -> pl.DataFrame:
+    """Query-grouped rows: each query's retrieved documents, then its judged ones.
+
+    ``query_id, doc_id, query, title, summary, label``; an unjudged candidate gets label
+    0. Rows in pool order (the caller sorts).
+    """
+    keys = ["query_id", "doc_id"]
+    pool = pl.concat([retrieved.select(keys), qrels.select(keys)]).unique(maintain_order=True)
+    return (
+        pool.join(qrels, on=keys, how="left")
+        .with_columns(pl.col("label").fill_null(0))
+        .join(queries, on="query_id")
+        .join(docs, on="doc_id")
+        .select(*keys, "query", "title", "summary", "label")
+    )
+
+
+def title_pairs(index: Bm25Index, titled: pl.DataFrame, docs: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Unlabeled rekindle pairs: the titles of ``titled`` as pseudo-queries (``title-<doc_id>``,
+    in its row order), each with its BM25 top-``k`` of ``docs``."""
+    pseudo = titled.select(
+        pl.format("title-{}", "doc_id").alias("query_id"), pl.col("title").alias("query")
+    )
+    return (
+        index.retrieve(pseudo, k, show_progress=False)
+        .join(pseudo, on="query_id", maintain_order="left")
+        .join(docs, on="doc_id", maintain_order="left")
+        .select("query_id", "doc_id", "query", "title", "summary")
+    )

@@ -105,48 +105,75 @@ class Reranker:
             )
         if precision not in ("auto", "fp32", "bf16", "int8"):
             raise RerankError(f"precision: expected fp32, bf16, int8 or auto, got {precision!r}")
+        from rerank.backends import resolve_backend
         from rerank.config import resolve_model_path
-        from rerank.precision import resolve_precision
-        from rerank.score import _check_max_length, _device, load_scoring_model
+        from rerank.inference import resolve_device
 
         resolved = resolve_model_path(path)
         if not resolved.is_dir():
             raise input_error(path, "no such model directory")
         try:
-            dev = _device(device)
+            dev = resolve_device(device)
         except RuntimeError as err:
             raise RerankError(f"device: {str(err).splitlines()[0]}") from None
-        from rerank.backends import resolve_backend
-
         kind = resolve_backend(resolved, backend, precision=precision, device=device)
+        lengths = {"max_length": max_length, "max_query_length": max_query_length}
         if kind != "torch":
-            from rerank.backends import check_primary_score, load_runner, pair_encoder
+            return cls._exported(resolved, kind, precision, threads, **lengths)
+        return cls._torch(resolved, dev, precision, **lengths)
 
-            check_primary_score(resolved, None)
-            encoder = pair_encoder(
-                resolved, max_length=max_length, max_first_length=max_query_length, clip=True
-            )
-            runner = load_runner(resolved, kind, precision=precision, threads=threads)
-            return cls(
-                runner,
-                precision=runner.precision,
-                backend=kind,
-                max_length=encoder.max_length,
-                max_query_length=max_query_length,
-                encoder=encoder,
-            )
-        model = load_scoring_model(resolved, device=dev)
+    @classmethod
+    def _exported(
+        cls,
+        path: Any,
+        kind: str,
+        precision: str,
+        threads: int | None,
+        *,
+        max_length: int | None,
+        max_query_length: int | None,
+    ) -> Reranker:
+        """An exported ONNX / OpenVINO graph with its pair encoder."""
+        from rerank.backends import check_primary_score, load_runner, pair_encoder
+
+        check_primary_score(path, None)
+        encoder = pair_encoder(
+            path, max_length=max_length, max_first_length=max_query_length, clip=True
+        )
+        runner = load_runner(path, kind, precision=precision, threads=threads)
+        return cls(
+            runner,
+            precision=runner.precision,
+            backend=kind,
+            max_length=encoder.max_length,
+            max_query_length=max_query_length,
+            encoder=encoder,
+        )
+
+    @classmethod
+    def _torch(
+        cls,
+        path: Any,
+        device: Any,
+        precision: str,
+        *,
+        max_length: int | None,
+        max_query_length: int | None,
+    ) -> Reranker:
+        """The PyTorch model; an untrained default length kept within its positions."""
+        from rerank.model_dir import default_max_length
+        from rerank.precision import resolve_precision
+        from rerank.score import load_scoring_model
+
+        model = load_scoring_model(path, device=device)
         if max_length is None and "max_length" not in model.input_lengths:
-            positions = getattr(model.encoder.config, "max_position_embeddings", None) or 0
-            if 0 < positions < model.pair_encoder().max_length and "roberta" not in str(
-                getattr(model.encoder.config, "model_type", "")
-            ):
-                max_length = positions
+            fitted = default_max_length(model.encoder.config)
+            max_length = fitted if fitted < model.pair_encoder().max_length else None
         encoder = model.pair_encoder(max_length=max_length, max_first_length=max_query_length)
-        _check_max_length(model, encoder.max_length)
+        model.check_max_length(encoder.max_length)
         return cls(
             model,
-            precision=resolve_precision(precision, dev),
+            precision=resolve_precision(precision, device),
             backend=BACKENDS[0],
             max_length=max_length,
             max_query_length=max_query_length,
@@ -340,16 +367,18 @@ def pair_frame(pairs: Any) -> pl.DataFrame:
 
 
 def _frame_texts(frame: pl.DataFrame) -> pl.DataFrame:
+    """``query, title, summary`` of a pairs frame, checked as the table readers check them
+    (:mod:`rerank.tables.checks`: a non-blank query, text columns, nulls as ``""``)."""
+    from rerank.tables import checks
+    from rerank.tables.files import Source
+
     if "query" not in frame.columns:
         raise input_error(
             None, f"the pairs frame: missing column 'query'; found columns: {frame.columns}"
         )
-    if "title" in frame.columns or "summary" in frame.columns:
-        docs = [
-            pl.col(c).cast(pl.String) if c in frame.columns else pl.lit("").alias(c)
-            for c in ("title", "summary")
-        ]
-    else:
+    documents = [c for c in ("title", "summary") if c in frame.columns]
+    renamed = {}
+    if not documents:
         found = next((c for c in _DOCUMENT_ALIASES if c in frame.columns), None)
         if found is None:
             raise input_error(
@@ -358,24 +387,13 @@ def _frame_texts(frame: pl.DataFrame) -> pl.DataFrame:
                 f"'summary', or one of {', '.join(map(repr, _DOCUMENT_ALIASES))}; "
                 f"found columns: {frame.columns}",
             )
-        docs = [pl.lit("").alias("title"), pl.col(found).cast(pl.String).alias("summary")]
-    for column in ("query", *(c for c in ("title", "summary") if c in frame.columns)):
-        dtype = frame.schema[column]
-        if dtype not in (pl.String, pl.Null) and not dtype.is_numeric():
-            raise input_error(
-                None, f"the pairs frame: column '{column}': expected text, got {dtype}"
-            )
-    if frame.height == 0:
-        return pl.DataFrame(schema={c: pl.String for c in ("query", "title", "summary")})
-    out = frame.select(pl.col("query").cast(pl.String), *docs).with_columns(
-        pl.col("title", "summary").fill_null("")
+        documents, renamed = [found], {found: "summary"}
+    raw = frame.select("query", *documents)
+    source = Source("the pairs frame", "frame")
+    typed = {"query": checks.as_query_text(raw, source)}
+    typed |= {c: checks.as_text(raw, c, source) for c in documents}
+    out = checks.validated(raw, typed, source).rename(renamed)
+    return out.select(
+        pl.col(c) if c in out.columns else pl.lit("", dtype=pl.String).alias(c)
+        for c in ("query", "title", "summary")
     )
-    blank = out.get_column("query").is_null() | out.get_column("query").str.contains(r"^\s*$")
-    if blank.any():
-        i = int(blank.arg_max() or 0)
-        raise input_error(
-            None,
-            f"the pairs frame: row {i + 1}: column 'query': expected a non-empty query text, "
-            f"got {out[i, 'query']!r}",
-        )
-    return out

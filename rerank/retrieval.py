@@ -35,7 +35,7 @@ import polars as pl
 
 from rerank.errors import RerankError
 
-__all__ = ["DEFAULT_B", "DEFAULT_K1", "Analyzer", "Bm25Index", "judged_pool", "title_pairs"]
+__all__ = ["DEFAULT_B", "DEFAULT_K1", "Analyzer", "Bm25Index"]
 
 DEFAULT_K1 = 1.5
 """BM25 term-frequency saturation (bm25s default)."""
@@ -156,6 +156,8 @@ class Bm25Index:
         """
         import bm25s
 
+        from rerank.tables.checks import first_repeat
+
         missing = [c for c in ("doc_id", "title", "summary") if c not in docs.columns]
         if missing:
             raise RerankError(f"documents: missing column(s) {missing}; have {docs.columns}")
@@ -164,9 +166,9 @@ class Bm25Index:
         doc_ids = docs.get_column("doc_id").cast(pl.String)
         if doc_ids.null_count():
             raise RerankError("documents: 'doc_id' has null values")
-        duplicated = doc_ids.filter(doc_ids.is_duplicated())
-        if duplicated.len():
-            raise RerankError(f"documents: doc_id {duplicated[0]!r} occurs more than once")
+        at = first_repeat(doc_ids.to_frame(), ["doc_id"])
+        if at is not None:
+            raise RerankError(f"documents: doc_id {doc_ids[at]!r} occurs more than once")
         texts = docs.select(
             pl.concat_str(
                 pl.col("title").cast(pl.String).fill_null(""),
@@ -361,37 +363,14 @@ class Bm25Index:
         )
 
 
-def judged_pool(
-    retrieved: pl.DataFrame, qrels: pl.DataFrame, queries: pl.DataFrame, docs: pl.DataFrame
-) -> pl.DataFrame:
-    """Query-grouped rows: each query's retrieved documents, then its judged ones.
+def __getattr__(name: str):
+    # judged_pool and title_pairs build pairs: they live in rerank.pairs (which imports
+    # this module), and are found here too
+    if name in ("judged_pool", "title_pairs"):
+        from rerank import pairs
 
-    ``query_id, doc_id, query, title, summary, label``; an unjudged candidate gets label
-    0. Rows in pool order (the caller sorts).
-    """
-    keys = ["query_id", "doc_id"]
-    pool = pl.concat([retrieved.select(keys), qrels.select(keys)]).unique(maintain_order=True)
-    return (
-        pool.join(qrels, on=keys, how="left")
-        .with_columns(pl.col("label").fill_null(0))
-        .join(queries, on="query_id")
-        .join(docs, on="doc_id")
-        .select(*keys, "query", "title", "summary", "label")
-    )
-
-
-def title_pairs(index: Bm25Index, titled: pl.DataFrame, docs: pl.DataFrame, k: int) -> pl.DataFrame:
-    """Unlabeled rekindle pairs: the titles of ``titled`` as pseudo-queries (``title-<doc_id>``,
-    in its row order), each with its BM25 top-``k`` of ``docs``."""
-    pseudo = titled.select(
-        pl.format("title-{}", "doc_id").alias("query_id"), pl.col("title").alias("query")
-    )
-    return (
-        index.retrieve(pseudo, k, show_progress=False)
-        .join(pseudo, on="query_id", maintain_order="left")
-        .join(docs, on="doc_id", maintain_order="left")
-        .select("query_id", "doc_id", "query", "title", "summary")
-    )
+        return getattr(pairs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _progress(items: Iterable, total: int, show: bool) -> Iterable:

@@ -8,6 +8,7 @@ Two entry points share one core:
   JSONL) in chunks of ``chunk_rows`` and writes ``query_id, doc_id, score`` (TSV,
   Parquet, JSONL by extension, or a TREC run for ``.run``/``.trec``) atomically.
   Under ``torchrun`` every rank scores a contiguous slice and rank 0 merges them.
+  It lives in :mod:`rerank.score_files` (with :func:`rerank_run`) and is imported here.
 
 Speed comes from dense batches: inside a chunk the pairs are tokenized once, sorted by
 token length (longest first, as sentence-transformers does), cut into batches of
@@ -20,12 +21,9 @@ AMX); ``benchmarks/score.py`` measures its PNR against fp32 on Cranfield.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +31,21 @@ import numpy as np
 import polars as pl
 import torch
 
-from rerank.atomic import check_output
 from rerank.encoding import PairEncoder
 from rerank.errors import RerankError, input_error
+from rerank.inference import (
+    eval_mode,
+    plan_batches,
+    resolve_device,
+)
 from rerank.model import RerankModel
-from rerank.precision import DEFAULT_PRECISION, Precision, resolve_precision
-from rerank.streaming import output_format, progress_bar, stream_scores
-from rerank.tables.chunks import scan_pairs
+from rerank.precision import Precision, resolve_precision
+from rerank.streaming import progress_bar
 from rerank.tables.columns import TEXT_COLUMNS
 
 __all__ = [
     "ScoreSummary",
+    "load_scoring_model",
     "plan_batches",
     "rerank_run",
     "resolve_precision",
@@ -53,51 +55,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_device = resolve_device  # the old private name (rerank.dense, rerank.reranker used it)
+
 
 # -- batching and the core -----------------------------------------------------------
-
-
-def plan_batches(
-    lengths: Sequence[int] | np.ndarray,
-    *,
-    batch_size: int,
-    max_tokens: int | None = None,
-    pad_to_multiple_of: int = 8,
-) -> list[np.ndarray]:
-    """Cut inputs into length-sorted batches (longest first).
-
-    A batch holds at most ``batch_size`` inputs and, with ``max_tokens``, at most that
-    many tokens once padded to its longest input (rounded up to ``pad_to_multiple_of``);
-    an input longer than the budget still gets a batch of its own.
-
-    Returns
-    -------
-    list of numpy.ndarray
-        Indices into ``lengths``, one array per batch; together a permutation.
-
-    Examples
-    --------
-    >>> [b.tolist() for b in plan_batches([3, 9, 5, 9], batch_size=2)]
-    [[1, 3], [2, 0]]
-    >>> [b.tolist() for b in plan_batches([3, 9, 5, 9], batch_size=4, max_tokens=32)]
-    [[1, 3], [2, 0]]
-    """
-    if batch_size < 1:
-        raise RerankError(f"batch_size: expected a positive integer, got {batch_size}")
-    if max_tokens is not None and max_tokens < 1:
-        raise RerankError(f"max_tokens: expected a positive integer, got {max_tokens}")
-    lengths = np.asarray(lengths, dtype=np.int64)
-    order = np.argsort(-lengths, kind="stable")
-    m = max(pad_to_multiple_of, 1)
-    batches, start = [], 0
-    while start < len(order):
-        stop = min(start + batch_size, len(order))
-        if max_tokens is not None:
-            padded = -(-int(lengths[order[start]]) // m) * m  # the longest comes first
-            stop = min(stop, start + max(1, max_tokens // max(padded, 1)))
-        batches.append(order[start:stop])
-        start = stop
-    return batches
 
 
 def _score_encoded(
@@ -131,26 +92,11 @@ def _score_encoded(
         )
 
 
-@contextlib.contextmanager
-def _eval_mode(model: Any) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
-
-
 def _text_columns(frame: pl.DataFrame, path: str | os.PathLike[str] | None) -> pl.DataFrame:
     missing = [c for c in TEXT_COLUMNS if c not in frame.columns]
     if missing:
         raise input_error(path, f"missing column(s) {missing}; have {frame.columns}")
     return frame.select(pl.col(c).cast(pl.String).fill_null("") for c in TEXT_COLUMNS)
-
-
-def _check_max_length(model: Any, max_length: int) -> None:
-    model.check_max_length(max_length)
 
 
 def _check_heads(model: Any, heads: Sequence[str] | None) -> tuple[str, ...]:
@@ -210,10 +156,10 @@ def score_frame(
     names = _check_heads(model, heads)
     texts = _text_columns(frame, None)
     encoder = model.pair_encoder(max_length=max_length, max_first_length=max_first_length)
-    _check_max_length(model, encoder.max_length)
+    model.check_max_length(encoder.max_length)
     device = next(model.parameters()).device
     prec = resolve_precision(precision, device)
-    with _eval_mode(model), progress_bar(texts.height, progress) as bar:
+    with eval_mode(model), progress_bar(texts.height, progress) as bar:
         scores = _score_encoded(
             model,
             encoder,
@@ -227,43 +173,14 @@ def score_frame(
     return scores[:, 0] if heads is None else scores
 
 
-# -- files ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScoreSummary:
-    """What :func:`score_file` did."""
-
-    rows: int
-    seconds: float
-    precision: str
-    device: str
-    world_size: int = 1
-    rank: int = 0
-    backend: str = "torch"
-    threads: int = 0
-
-    @property
-    def pairs_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else float("inf")
-
-
-def _device(device: str | None) -> torch.device:
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    return torch.device(device)
-
-
 def load_scoring_model(model_dir: str | os.PathLike[str], *, device: torch.device) -> Any:
     """Load a saved model for scoring; warn when its ranking head was never trained."""
+    from rerank.config import resolve_model_path
+    from rerank.dense_layout import has_ranking_head
+
     path = Path(model_dir)
     model = RerankModel.from_pretrained(path)
-    cfg = model.encoder.config
-    if not getattr(cfg, "rerank", None) and not any(
-        a.endswith("ForSequenceClassification") for a in (cfg.architectures or [])
-    ):
+    if not has_ranking_head(resolve_model_path(path)):
         log.warning(
             "%s has no trained ranking head: its scores come from a randomly initialised "
             "head (train one with `rerank train`)",
@@ -272,204 +189,5 @@ def load_scoring_model(model_dir: str | os.PathLike[str], *, device: torch.devic
     return model.to(device).eval()
 
 
-def score_file(
-    model_dir: str | os.PathLike[str],
-    data_path: str | os.PathLike[str],
-    out_path: str | os.PathLike[str],
-    *,
-    batch_size: int = 64,
-    max_length: int | None = None,
-    max_first_length: int | None = None,
-    max_tokens: int | None = None,
-    chunk_rows: int = 8192,
-    heads: Sequence[str] | None = None,
-    precision: Precision = DEFAULT_PRECISION,
-    device: str | None = None,
-    progress: bool | None = None,
-    backend: str = "auto",
-    threads: int | None = None,
-) -> ScoreSummary:
-    """Score a pairs table with a saved model and write the scores, streaming.
-
-    Parameters
-    ----------
-    model_dir
-        A saved model directory (``RerankModel.save_pretrained``, or any HF encoder).
-    data_path
-        ``.parquet``, ``.tsv`` (header) or ``.jsonl`` with ``query_id, doc_id, query,
-        title, summary`` (other columns such as ``label`` are ignored).
-    out_path
-        ``.tsv``, ``.parquet`` or ``.jsonl`` (``query_id, doc_id`` and one column per
-        head: ``score`` by default), or ``.run``/``.trec`` (a TREC run; one head only).
-        Table rows keep the input order. Written atomically: on any error nothing appears.
-    batch_size, max_tokens
-        At most ``batch_size`` pairs and (if given) ``max_tokens`` padded tokens a batch.
-    max_length, max_first_length
-        Truncation (:class:`rerank.encoding.PairEncoder`); ``None``: the lengths the model
-        was trained with (``config.json`` ``rerank.max_length`` / ``max_query_length``),
-        else 256 and 64.
-    chunk_rows
-        Rows read, tokenized and length-sorted at a time (memory ~ ``chunk_rows``).
-    heads
-        Heads to write, one column each (named after the head); ``None``: the primary
-        head as ``score``.
-    precision
-        ``fp32``, ``bf16`` or ``auto`` (bf16 where the device computes it natively);
-        default :data:`rerank.precision.DEFAULT_PRECISION`, as ``rerank score``.
-    device
-        ``cpu``, ``cuda``, ``cuda:1``...; ``None``: CUDA when available (``LOCAL_RANK``).
-    progress
-        Progress bar with pairs/s and ETA on stderr (``None``: only on a terminal).
-    backend
-        ``torch``, ``onnx``, ``openvino`` (an export of ``rerank export``) or ``auto``:
-        what the directory holds (:func:`rerank.backends.resolve_backend`). ``precision``
-        may also be ``int8`` there (the int8 export).
-    threads
-        CPU threads (``None``: torch's default, the physical cores); reported.
-
-    Notes
-    -----
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank scores a contiguous slice of the
-    rows into part files beside ``out_path`` and rank 0 writes the merged output; the
-    output directory must be shared by the ranks (one machine, or a shared file system).
-    """
-    for name, value in (("chunk_rows", chunk_rows), ("batch_size", batch_size)):
-        if value < 1:
-            raise RerankError(f"{name}: expected a positive integer, got {value}")
-    if max_tokens is not None and max_tokens < 1:
-        raise RerankError(f"max_tokens: expected a positive integer, got {max_tokens}")
-    if max_length is not None and max_length < 8:
-        raise RerankError(f"max_length: expected at least 8 tokens, got {max_length}")
-    fmt = output_format(out_path, n_heads=len(heads) if heads else 1)
-    check_output(out_path, {"--data": data_path})
-    lazy, source = scan_pairs(data_path)
-    dev = _device(device)
-    from rerank.backends import resolve_backend
-
-    kind = resolve_backend(model_dir, backend, precision=precision, device=device)
-    if kind != "torch":  # an exported graph: the same streaming, another forward
-        from rerank.inference import score_exported_file
-
-        return score_exported_file(
-            model_dir,
-            lazy,
-            source,
-            out_path,
-            fmt=fmt,
-            backend=kind,
-            precision=precision,
-            threads=threads,
-            heads=heads,
-            batch_size=batch_size,
-            max_length=max_length,
-            max_first_length=max_first_length,
-            max_tokens=max_tokens,
-            chunk_rows=chunk_rows,
-            progress=progress,
-        )
-    model = load_scoring_model(model_dir, device=dev)
-    names = _check_heads(model, heads)
-    prec = resolve_precision(precision, dev)
-    encoder = model.pair_encoder(max_length=max_length, max_first_length=max_first_length)
-    _check_max_length(model, encoder.max_length)
-    columns = list(names) if heads else ["score"]
-
-    def score_chunk(chunk: pl.DataFrame, bar: Any) -> pl.DataFrame:
-        scores = _score_encoded(
-            model,
-            encoder,
-            chunk,
-            heads=names,
-            batch_size=batch_size,
-            max_tokens=max_tokens,
-            precision=prec,
-            bar=bar,
-        )
-        bad = ~np.isfinite(scores).all(axis=1)
-        if bad.any():  # diverged or damaged weights: no score file that looks fine
-            i = int(bad.argmax())
-            raise RerankError(
-                f"{model_dir}: the model gives a non-finite score ({scores[i].tolist()}) "
-                f"to (query_id {chunk[i, 'query_id']!r}, doc_id {chunk[i, 'doc_id']!r}); "
-                "its weights are damaged or its training diverged; nothing was written"
-            )
-        return chunk.select("query_id", "doc_id").with_columns(
-            pl.Series(c, scores[:, j], dtype=pl.Float64) for j, c in enumerate(columns)
-        )
-
-    t0 = time.perf_counter()
-    from rerank.inference import torch_threads
-
-    with _eval_mode(model), torch_threads(threads):
-        shards = stream_scores(
-            lazy,
-            source,
-            out_path,
-            score_chunk,
-            fmt=fmt,
-            columns=columns,
-            chunk_rows=chunk_rows,
-            progress=progress,
-        )
-    seconds = time.perf_counter() - t0
-    threads_used = threads or torch.get_num_threads()
-    return ScoreSummary(
-        shards.rows, seconds, prec, str(dev), shards.world, shards.rank, "torch", threads_used
-    )
-
-
-def rerank_run(
-    model_dir: str | os.PathLike[str],
-    run_path: str | os.PathLike[str],
-    queries_path: str | os.PathLike[str],
-    corpus_path: str | os.PathLike[str],
-    out_path: str | os.PathLike[str],
-    *,
-    depth: int | None = 100,
-    scorer: Any = None,
-    **options: Any,
-) -> ScoreSummary:
-    """Re-rank a first-stage TREC run: score each query's top ``depth`` documents.
-
-    Parameters
-    ----------
-    model_dir
-        A saved model directory.
-    run_path
-        The first-stage run: TREC (``.run``/``.trec``) or a table ``query_id, doc_id, score``.
-    queries_path, corpus_path
-        Query and document texts, as ``rerank pairs`` reads them
-        (:func:`rerank.data.read_queries`, :func:`rerank.data.read_documents`: a corpus
-        may have ``text`` only, without a title; ``.gz`` and ``.csv`` work too).
-    out_path
-        The re-ranked output; ``.run``/``.trec`` writes a TREC run ranked by the model's
-        score, a table keeps the first-stage order.
-    depth
-        Documents re-ranked per query (the first stage's best first); ``None``: all. The
-        rest of the run is left out of the output.
-    scorer
-        Scores the pairs table: :func:`score_file` (default; a cross-encoder) or
-        :func:`rerank.dense.score_file` (a bi-encoder).
-    options
-        Passed to ``scorer`` (``batch_size``, ``precision``, ``device``...).
-
-    Examples
-    --------
-    >>> rerank_run("model", "bm25.run", "queries.tsv", "corpus.jsonl", "model.run")  # doctest: +SKIP
-    """
-    import tempfile
-
-    from rerank.data import read_scores
-    from rerank.pairs import read_documents, read_queries, run_pairs
-
-    output_format(out_path, n_heads=len(options.get("heads") or ()) or 1)
-    run = read_scores(run_path)
-    pairs = run_pairs(
-        run, read_queries(queries_path), read_documents(corpus_path), depth=depth, run_path=run_path
-    )
-    parent = Path(out_path).resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".rerank-run.", dir=parent) as scratch:
-        pairs_path = Path(scratch) / "pairs.parquet"
-        pairs.write_parquet(pairs_path)
-        return (scorer or score_file)(model_dir, pairs_path, out_path, **options)
+# The file scorers live in rerank.score_files; imported here, where users find them.
+from rerank.score_files import ScoreSummary, rerank_run, score_file  # noqa: E402

@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "make_parts_dir",
     "output_format",
     "progress_bar",
+    "score_pairs_file",
     "stream_scores",
     "write_parts",
 ]
@@ -210,6 +212,49 @@ def stream_scores(
         return dataclasses.replace(shards, rows=total)
     finally:
         shards.close()
+
+
+def score_pairs_file(
+    lazy: pl.LazyFrame,
+    source: Source,
+    out_path: str | os.PathLike[str],
+    scores_of: Callable[[pl.DataFrame, Any], Any],
+    *,
+    model: str | os.PathLike[str] | None,
+    fmt: str,
+    columns: Sequence[str],
+    chunk_rows: int,
+    progress: bool | None,
+) -> tuple[Shards, float]:
+    """Every scorer's file loop: :func:`stream_scores` with the one score table per chunk.
+
+    ``scores_of(chunk, bar)`` gives the chunk's scores, ``[n]`` or ``[n, len(columns)]``
+    (row order), and advances ``bar``; non-finite scores are refused naming ``model``
+    (:func:`rerank.inference.check_finite`). Returns the shards and the seconds taken.
+    """
+    import numpy as np
+
+    from rerank.inference import check_finite
+
+    def score_chunk(chunk: pl.DataFrame, bar: Any) -> pl.DataFrame:
+        scores = np.asarray(scores_of(chunk, bar)).reshape(chunk.height, -1)
+        check_finite(scores, chunk, model)
+        return chunk.select("query_id", "doc_id").with_columns(
+            pl.Series(c, scores[:, j], dtype=pl.Float64) for j, c in enumerate(columns)
+        )
+
+    t0 = time.perf_counter()
+    shards = stream_scores(
+        lazy,
+        source,
+        out_path,
+        score_chunk,
+        fmt=fmt,
+        columns=columns,
+        chunk_rows=chunk_rows,
+        progress=progress,
+    )
+    return shards, time.perf_counter() - t0
 
 
 @contextlib.contextmanager

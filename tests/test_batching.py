@@ -12,7 +12,6 @@ from transformers import AutoTokenizer
 
 from rerank.batching import GroupBatcher, GroupedData
 from rerank.encoding import PairEncoder
-from rerank.errors import RerankError
 
 WORDS = "flow heat wing pressure boundary layer plate shock wave theory speed lift".split()
 
@@ -42,33 +41,6 @@ def make_frame(sizes, *, seed=0, labels=None, single_level=()):
                 }
             )
     return pl.DataFrame(rows)
-
-
-def test_pretokenized_rows_match_the_encoder_and_groups_are_made_contiguous(encoder):
-    frame = make_frame([3, 2])
-    shuffled = frame[[3, 0, 4, 1, 2]]  # q1, q0, q1, q0, q0
-    data = GroupedData.from_frame(shuffled, encoder, targets=["label", "teacher:t1"])
-    assert data.query_ids == ["q1", "q0"]
-    assert data.group_offsets.tolist() == [0, 2, 5]
-    regrouped = shuffled[[0, 2, 1, 3, 4]]
-    expect = encoder.encode(
-        regrouped["query"].to_list(),
-        list(zip(regrouped["title"], regrouped["summary"], strict=True)),
-    )
-    for i in range(data.n_rows):
-        a, b = data.row_offsets[i], data.row_offsets[i + 1]
-        assert data.tokens[a:b].tolist() == expect.input_ids[i]
-        assert data.token_types[a:b].tolist() == expect.token_type_ids[i]
-    assert data.doc_ids.tolist() == regrouped["doc_id"].to_list()
-    assert data.targets["label"].dtype == np.float32
-    assert data.targets["teacher:t1"].tolist() == pytest.approx(regrouped["teacher:t1"].to_list())
-
-
-def test_missing_target_column_is_a_user_error(encoder):
-    with pytest.raises(RerankError, match=r"train.parquet: missing column\(s\) 'teacher:t2'"):
-        GroupedData.from_frame(
-            make_frame([2]), encoder, targets=["teacher:t2"], source="train.parquet"
-        )
 
 
 def test_batches_hold_whole_groups_and_index_points_at_their_rows(encoder):

@@ -252,3 +252,24 @@ def test_summary_follows_the_definitions(groups):
         assert r.pnr_macro == pytest.approx(sum(ratios) / len(ratios))
     else:
         assert math.isnan(r.pnr_macro)
+
+
+@pytest.mark.parametrize("spread", [1.0, 1e-30, 0.0])  # buckets, and the fallback sort
+def test_score_sort_kernel_sorts_and_carries_the_payload(spread):
+    from rerank.measures.sorting import _sort_by_score
+
+    rng = np.random.default_rng(5)
+    n = 200
+    scores = np.round(rng.random(n), 2) * spread
+    scores[:20] = np.inf  # a huge span must not break the buckets
+    values = rng.integers(0, 7, n).astype(np.int64)
+    key = np.empty(n, dtype=np.uint64)
+    carry = np.empty(n, dtype=np.int64)
+    work = np.empty(n + 1, dtype=np.int64)
+    _sort_by_score(scores, 0, n, key, carry, values, 2, work)
+    order = np.argsort(scores, kind="stable")
+    assert np.all(key[1:] >= key[:-1])  # ascending
+    # each sorted position carries the value of a row with that score (ties in any order)
+    got = sorted(zip(np.sort(scores).tolist(), (carry + 2).tolist(), strict=True))
+    want = sorted(zip(scores[order].tolist(), values[order].tolist(), strict=True))
+    assert got == want

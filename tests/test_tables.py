@@ -98,3 +98,25 @@ def test_judged_pairs_read_qrels_by_the_qrels_reader(tmp_path):
     write_table(pl.DataFrame({"query_id": [1, 1], "doc_id": ["a", "a"]}), table)
     with pytest.raises(RerankError, match=r"duplicate \(query_id, doc_id\)"):
         read_judged(table)
+
+
+def test_sniff_tells_formats_by_their_first_bytes():
+    from rerank.tables.formats import sniff
+
+    assert sniff(b"PAR1....") == "parquet"
+    assert sniff(b'\n{"query_id": "1"}\n') == "jsonl"
+    assert sniff(b"query_id\tdoc_id\tlabel\n") == "tsv"
+    assert sniff(b"301 0 FBIS3-10082 1\n") == "qrels"
+    assert sniff(b"301 Q0 FBIS3-10082 1 12.5 bm25\n") == "run"
+    # four fields of which one is a column name: a header, not qrels
+    assert sniff(b"qid iter docid rel\n") is None
+    assert sniff(b"   \n") is None
+
+
+def test_first_repeat_finds_the_first_row_repeating_an_earlier_key():
+    from rerank.tables.checks import first_repeat
+
+    frame = pl.DataFrame({"q": ["1", "1", "2", "1"], "d": ["a", "b", "a", "a"]})
+    assert first_repeat(frame, ["q", "d"]) == 3
+    assert first_repeat(frame, ["q"]) == 1
+    assert first_repeat(frame.head(3), ["q", "d"]) is None

@@ -22,7 +22,8 @@ from pathlib import Path
 import polars as pl
 
 from rerank.data import write_table
-from rerank.retrieval import Bm25Index, judged_pool, title_pairs
+from rerank.pairs import judged_pool, title_pairs
+from rerank.retrieval import Bm25Index
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SHARED = HERE.parents[1].parent / "shared" / "data" / "cranfield"

@@ -36,6 +36,22 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
+def add_config_options(
+    parser: argparse.ArgumentParser,
+    what: str,
+    *,
+    set_help: str = "override a config key, e.g. train.steps=100 (repeatable)",
+    resume: bool = True,
+) -> None:
+    """--config, --set and (``resume``) --resume: the options of every config-driven command."""
+    parser.add_argument("--config", required=True, metavar="FILE", help=f"{what} TOML config")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    if resume:
+        parser.add_argument(
+            "--resume", action="store_true", help="continue from train.output_dir/checkpoint"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rerank",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from rerank.cli.evaluate import add_measure_options, add_trec_options, add_unmatched_option
 from rerank.errors import RerankError
 
 
@@ -28,34 +29,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     judged.add_argument(
         "--data", metavar="LABELED", help="a labeled table: table mode (see rerank evaluate)"
     )
-    parser.add_argument(
-        "--metrics",
-        "--measures",
-        dest="metrics",
-        default=None,
-        metavar="NAME[,NAME...]",
-        help="measures, in any spelling rerank evaluate accepts (default: pnr,ndcg@10,map,mrr)",
+    add_measure_options(
+        parser, "in any spelling rerank evaluate accepts (default: pnr,ndcg@10,map,mrr)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument(
-        "-c",
-        "--complete",
-        action="store_true",
-        help="TREC mode: judged queries missing from a run count as zero (trec_eval -c; "
-        "ir-measures always counts them)",
-    )
-    parser.add_argument(
-        "--pnr-unjudged",
-        choices=("skip", "zero"),
-        default="skip",
-        help="TREC mode: PNR over judged documents, or unjudged as grade 0 (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--unmatched",
-        choices=("error", "drop"),
-        default="error",
-        help="table mode: scored rows without a judgment (default: %(default)s)",
-    )
+    add_trec_options(parser, prefix="TREC mode: ")
+    add_unmatched_option(parser, "table mode")
     parser.add_argument(
         "--seed", type=int, default=0, help="resampling seed (default: %(default)s)"
     )
@@ -65,27 +43,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=10_000,
         help="resamples of the randomization test and the bootstrap (default: %(default)s)",
     )
-    parser.add_argument(
-        "-l",
-        "--relevance-level",
-        type=int,
-        default=1,
-        metavar="N",
-        help="binary measures count labels >= N as relevant (trec_eval -l; default: %(default)s)",
-    )
-    parser.add_argument(
-        "--label-range",
-        default="0..4",
-        metavar="LOW..HIGH",
-        help="accepted integer grades, or 'any' (default: %(default)s)",
-    )
     parser.set_defaults(run=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from rerank.cli.evaluate import _label_range, split_names
+    from rerank.cli.evaluate import _label_range
     from rerank.comparison import compare
+    from rerank.measures.names import split_names
 
     if len(args.runs) < 2:
         raise RerankError("compare needs at least two runs: the baseline, then the others")

@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from rerank.cli import add_config_options
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -21,13 +23,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "cycle continues where it stopped."
         ),
     )
-    parser.add_argument("--config", required=True, metavar="FILE", help="cycle TOML config")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a cycle key, e.g. cycle.seed=1 or cycle.output_dir=runs/x (repeatable)",
+    add_config_options(
+        parser,
+        "cycle",
+        set_help="override a cycle key, e.g. cycle.seed=1 or cycle.output_dir=runs/x (repeatable)",
+        resume=False,
     )
     from rerank.config_help import add_help_config
 

@@ -36,20 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="TREC run (qid Q0 docid rank score tag; any extension, '-' for stdin) or a "
         "score table",
     )
-    trec.add_argument(
-        "-c",
-        "--complete",
-        action="store_true",
-        help="judged queries missing from the run count as zero (trec_eval -c; "
-        "ir-measures always counts them)",
-    )
-    trec.add_argument(
-        "--pnr-unjudged",
-        choices=("skip", "zero"),
-        default="skip",
-        help="PNR over judged retrieved documents only, or with unjudged ones as grade 0 "
-        "(default: %(default)s)",
-    )
+    add_trec_options(trec)
     table = parser.add_argument_group("table mode")
     table.add_argument(
         "--data",
@@ -62,28 +49,61 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="SCORED",
         help="a table with query_id, doc_id, score or a TREC run",
     )
-    table.add_argument(
-        "--unmatched",
-        choices=("error", "drop"),
-        default="error",
-        help="scored rows without a judgment: fail, or drop and count them "
-        "(default: %(default)s; for TREC judgments use --qrels/--run)",
-    )
-    parser.add_argument(
-        "--metrics",
-        "--measures",
-        dest="metrics",
-        default=None,
-        metavar="NAME[,NAME...]",
-        help="measures: pnr, pnr_macro, ndcg@10, map, mrr@10, p@10, r@100, err@20, their "
-        "ir-measures (nDCG@10, AP, RR@10, P@10, R@100, 'AP(rel=2)') or trec_eval "
-        "(ndcg_cut_10, map, recip_rank, P_10, recall_100) names (default: pnr,pnr_macro,ndcg@10,map,mrr)",
+    add_unmatched_option(table, "(for TREC judgments use --qrels/--run)")
+    add_measure_options(
+        parser,
+        "pnr, pnr_macro, ndcg@10, map, mrr@10, p@10, r@100, err@20, their ir-measures "
+        "(nDCG@10, AP, RR@10, P@10, R@100, 'AP(rel=2)') or trec_eval (ndcg_cut_10, map, "
+        "recip_rank, P_10, recall_100) names (default: pnr,pnr_macro,ndcg@10,map,mrr)",
     )
     parser.add_argument(
         "--per-query",
         default=None,
         metavar="FILE",
         help="also write one row per query (.tsv, .jsonl, .parquet)",
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def add_trec_options(group: argparse._ActionsContainer, *, prefix: str = "") -> None:
+    """-c/--complete and --pnr-unjudged (``rerank evaluate`` and ``rerank compare``)."""
+    group.add_argument(
+        "-c",
+        "--complete",
+        action="store_true",
+        help=f"{prefix}judged queries missing from the run count as zero (trec_eval -c; "
+        "ir-measures always counts them)",
+    )
+    group.add_argument(
+        "--pnr-unjudged",
+        choices=("skip", "zero"),
+        default="skip",
+        help=f"{prefix}PNR over judged retrieved documents only, or with unjudged ones as "
+        "grade 0 (default: %(default)s)",
+    )
+
+
+def add_unmatched_option(group: argparse._ActionsContainer, note: str) -> None:
+    """--unmatched (table mode of ``rerank evaluate`` and ``rerank compare``)."""
+    group.add_argument(
+        "--unmatched",
+        choices=("error", "drop"),
+        default="error",
+        help=f"scored rows without a judgment: fail, or drop and count them "
+        f"(default: %(default)s; {note})",
+    )
+
+
+def add_measure_options(parser: argparse.ArgumentParser, names_help: str) -> None:
+    """--metrics, --json, -l/--relevance-level and --label-range (evaluate and compare)."""
+    parser.add_argument(
+        "--metrics",
+        "--measures",
+        dest="metrics",
+        default=None,
+        metavar="NAME[,NAME...]",
+        help=f"measures: {names_help}",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
@@ -101,14 +121,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="LOW..HIGH",
         help="accepted integer grades, or 'any' (default: %(default)s)",
     )
-    parser.set_defaults(run=run)
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:
     from rerank import data
     from rerank.evaluation import canonical_names, evaluate_files, evaluate_trec_files
     from rerank.measures import DEFAULT_MEASURES
+    from rerank.measures.names import split_names
 
     trec = args.qrels is not None or args.run_file is not None
     if trec and (args.data is not None or args.scores is not None):
@@ -185,20 +204,13 @@ def _notes(counts: dict[str, int], trec: bool, complete: bool) -> list[str]:
     return notes
 
 
-def split_names(text: str) -> list[str]:
-    """Split a comma list, keeping commas inside parentheses (``AP(rel=2,judged_only)``)."""
-    names, depth, current = [], 0, ""
-    for ch in text:
-        depth += (ch == "(") - (ch == ")")
-        if ch == "," and depth == 0:
-            names.append(current.strip())
-            current = ""
-        else:
-            current += ch
-    names.append(current.strip())
-    if not all(names):
-        raise RerankError(f"--metrics: expected comma-separated measure names, got {text!r}")
-    return names
+def __getattr__(name: str):
+    # split_names moved to rerank.measures.names; imported on use (it loads numba)
+    if name == "split_names":
+        from rerank.measures.names import split_names
+
+        return split_names
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _label_range(text: str) -> tuple[int, int] | None:

@@ -6,23 +6,9 @@ import argparse
 import logging
 import sys
 
+from rerank.cli import add_config_options
 from rerank.config_help import add_help_config
 from rerank.glue.tasks import TASKS
-
-
-def _config_args(parser: argparse.ArgumentParser, what: str, *, resume: bool = True) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE", help=f"{what} TOML config")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. train.steps=100 (repeatable)",
-    )
-    if resume:
-        parser.add_argument(
-            "--resume", action="store_true", help="continue from train.output_dir/checkpoint"
-        )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -43,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="A 'rerank train' config plus a [glue] section (task, data_dir, ...); "
         "heads, objective and metric_for_best default to the task's.",
     )
-    _config_args(train, "GLUE training")
+    add_config_options(train, "GLUE training")
     rekindle = sub.add_parser(
         "rekindle",
         help="expert-guided pre-training of a student on GLUE teachers (KD + MLM)",
@@ -51,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "(rekindle.teachers = { stsb = { path = ... } }); an objective term with "
         'loss = "task" becomes each task\'s distillation loss.',
     )
-    _config_args(rekindle, "GLUE rekindle")
+    add_config_options(rekindle, "GLUE rekindle")
     evaluate = sub.add_parser("evaluate", help="a model's GLUE metrics on a task's split")
     evaluate.add_argument("--task", required=True, choices=sorted(TASKS), help="GLUE task")
     evaluate.add_argument("--model", required=True, metavar="DIR", help="saved model directory")
@@ -73,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "stage continues from its checkpoint. Writes report.md and report.json under "
         "cycle.output_dir.",
     )
-    _config_args(cycle, "GLUE cycle", resume=False)
+    add_config_options(cycle, "GLUE cycle", resume=False)
     add_help_config(cycle, "rerank.glue.cycle:GlueCycleConfig")
     parser.set_defaults(run=run)
     return parser

@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from rerank.cli import add_config_options
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -19,16 +21,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "torchrun, logs); the resolved config is written next to the outputs."
         ),
     )
-    parser.add_argument("--config", required=True, metavar="FILE", help="rekindle TOML config")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. train.steps=100 or objective.2.weight=0.5 (repeatable)",
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from train.output_dir/checkpoint"
+    add_config_options(
+        parser,
+        "rekindle",
+        set_help="override a config key, e.g. train.steps=100 or objective.2.weight=0.5 "
+        "(repeatable)",
     )
     from rerank.config_help import add_help_config
 

@@ -21,14 +21,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "(each query's top --depth documents) and write the re-ranked run."
         ),
     )
-    parser.add_argument(
+    _input_arguments(parser)
+    _batch_arguments(parser)
+    _runtime_arguments(parser)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _input_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("input and output")
+    group.add_argument(
         "--model",
         required=True,
         metavar="DIR",
         help="saved model directory; 'default' is the bundled all-MiniLM-L6-v2 "
         "sentence-embedding model (scored as a bi-encoder under --kind auto)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--kind",
         choices=("auto", "cross-encoder", "bi-encoder"),
         default="auto",
@@ -38,61 +47,75 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "bi-encoder for a sentence-transformers directory (or 'default') without one, "
         "else cross-encoder (default: %(default)s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--data",
         metavar="FILE",
         help="pairs table: .parquet, .tsv, .jsonl or .csv (.gz too); or give --run, --queries, "
         "--corpus",
     )
-    parser.add_argument(
+    group.add_argument(
         "--run",
         dest="run_path",
         metavar="FILE",
         help="a first-stage TREC run to re-rank (instead of --data)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--queries",
         metavar="FILE",
         help="with --run: query_id, query (or qid, text; a headerless qid<TAB>text TSV works)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--corpus",
         metavar="FILE",
         help="with --run: doc_id, title, summary (or text/abstract; title may be absent)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--depth",
         type=int,
         default=100,
         help="with --run: documents re-ranked per query, the run's best first "
         "(default: %(default)s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--out", required=True, metavar="FILE", help="scores: .tsv, .parquet, .jsonl, .run, .trec"
     )
-    parser.add_argument(
+
+
+def _batch_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("batches and lengths")
+    group.add_argument(
         "--batch-size", type=int, default=64, help="pairs per batch (default: %(default)s)"
     )
-    parser.add_argument(
+    group.add_argument(
         "--max-tokens",
         type=int,
         default=None,
         help="also cap each batch at this many padded tokens (default: no cap)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--max-length",
         type=int,
         default=None,
         help="tokens per pair, special tokens included (default: the length the model was "
         "trained with, else 256)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--max-query-length",
         type=int,
         default=None,
         help="tokens kept of the query (default: as trained, else 64)",
     )
-    parser.add_argument(
+    group.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=8192,
+        help="rows read and length-sorted at a time (default: %(default)s)",
+    )
+
+
+def _runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("runtime")
+    group.add_argument(
         "--precision",
         choices=("fp32", "bf16", "int8", "auto"),
         default="auto",  # rerank.precision.DEFAULT_PRECISION (no torch import here)
@@ -100,7 +123,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "it natively, else fp32; int8: the int8 graph of an export (--backend onnx/openvino) "
         "(default: %(default)s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--backend",
         choices=("auto", "torch", "onnx", "openvino"),
         default="auto",
@@ -108,26 +131,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "rerank-rekindle[onnx] / [openvino]); auto: on CPU the first of openvino, onnx, torch "
         "that the directory holds and this install runs; torch on a GPU (default: %(default)s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--threads",
         type=int,
         default=None,
         help="CPU threads (default: torch's default, the physical cores)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--heads",
         default=None,
         metavar="NAME[,NAME...]",
         help="write one column per named head instead of the primary head's 'score'",
     )
-    parser.add_argument(
-        "--chunk-rows",
-        type=int,
-        default=8192,
-        help="rows read and length-sorted at a time (default: %(default)s)",
-    )
-    parser.set_defaults(run=run)
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

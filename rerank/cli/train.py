@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from rerank.cli import add_config_options
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -19,17 +21,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "unchanged under torchrun."
         ),
     )
-    parser.add_argument("--config", required=True, metavar="FILE", help="training TOML config")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. train.lr_max=3e-5 or objective.0.params.margin=0.5 "
-        "(repeatable; relative paths are relative to the current directory)",
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from train.output_dir/checkpoint"
+    add_config_options(
+        parser,
+        "training",
+        set_help="override a config key, e.g. train.lr_max=3e-5 or "
+        "objective.0.params.margin=0.5 (repeatable; relative paths are relative to the "
+        "current directory)",
     )
     parser.add_argument(
         "--overwrite",

@@ -38,6 +38,7 @@ import polars as pl
 
 from rerank.errors import RerankError, input_error
 from rerank.glue.tasks import GlueTask, get_task
+from rerank.tables.checks import first_repeat
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,19 @@ def read_glue(
         labels.append(label)
     if skipped:
         log.warning("%s: skipped %d malformed rows (first: %s)", path, len(skipped), skipped[0])
+    return _frame(task, ids, s1s, s2s, labels, path, start)
+
+
+def _frame(
+    task: GlueTask,
+    ids: list[str],
+    s1s: list[str],
+    s2s: list[str | None],
+    labels: list[int | float | None],
+    path: str | os.PathLike[str],
+    start: int,
+) -> pl.DataFrame:
+    """The task's frame of the parsed rows; example ids are unique."""
     if not ids:
         raise input_error(path, "no rows")
     frame = pl.DataFrame(
@@ -127,9 +141,8 @@ def read_glue(
             "label": pl.Float64 if task.is_regression else pl.Int64,
         },
     )
-    duplicated = frame["example_id"].is_duplicated() & ~frame["example_id"].is_first_distinct()
-    if duplicated.any():
-        at = int(duplicated.arg_max() or 0)
+    at = first_repeat(frame, ["example_id"])
+    if at is not None:
         raise input_error(
             path,
             f"example id {frame['example_id'][at]!r} occurs more than once",

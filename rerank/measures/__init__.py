@@ -11,16 +11,14 @@ retrieved documents are unjudged, are evaluated by :mod:`rerank.measures.trec`.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rerank.errors import input_error
 from rerank.measures.pnr import PNRResult, pnr
+from rerank.measures.results import PNR_COUNTS, PNR_MEASURES, Evaluation, assemble
 
 if TYPE_CHECKING:
     import polars as pl
@@ -30,79 +28,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MEASURES",
+    "PNR_COUNTS",
     "PNR_MEASURES",
     "Evaluation",
     "PNRResult",
+    "assemble",
+    "check_names",
     "evaluate",
     "measure_values",
     "pnr",
 ]
 
 DEFAULT_MEASURES: tuple[str, ...] = ("pnr", "pnr_macro", "ndcg@10", "map", "mrr")
-PNR_MEASURES: tuple[str, ...] = ("pnr", "pnr_macro")
-# Reported with any PNR measure, after the requested names.
-PNR_COUNTS: tuple[str, ...] = (
-    "concordant",
-    "discordant",
-    "ties",
-    "queries",
-    "queries_without_discordant",
-)
 _COLUMNS = ("query_id", "doc_id", "label", "score")
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """The measured values of one scored table.
-
-    Attributes
-    ----------
-    aggregate
-        Requested name -> value, in the order asked, followed by the PNR counts
-        (``concordant``, ``discordant``, ``ties``, ``queries``,
-        ``queries_without_discordant``; ints) when a PNR measure was requested.
-    per_query
-        With ``per_query=True``: one row per query (in order of first appearance) with
-        ``query_id``, one column per ir-measures name, ``pnr`` (the per-query ratio, shared
-        by ``pnr`` and ``pnr_macro``) and the per-query ``concordant``, ``discordant`` and
-        ``ties``. Otherwise ``None``.
-    """
-
-    aggregate: dict[str, float | int]
-    per_query: pl.DataFrame | None = None
-
-    def to_json(self, *, indent: int | None = None) -> str:
-        """The aggregate values as a JSON object (NaN as ``null``, infinity as ``"inf"``).
-
-        Examples
-        --------
-        >>> Evaluation({"pnr": math.inf, "map": 0.5, "concordant": 3}).to_json()
-        '{"pnr": "inf", "map": 0.5, "concordant": 3}'
-        """
-        return json.dumps({k: _json_value(v) for k, v in self.aggregate.items()}, indent=indent)
-
-    def format_table(self, *, digits: int = 4) -> str:
-        """A two-column text table, values aligned on the decimal point.
-
-        Examples
-        --------
-        >>> print(Evaluation({"pnr": 3.04128, "ndcg@10": 0.5, "concordant": 1204}).format_table())
-        measure         value
-        pnr            3.0413
-        ndcg@10        0.5000
-        concordant  1204
-        """
-        rows = [(name, *_format_value(v, digits)) for name, v in self.aggregate.items()]
-        name_width = max([len("measure")] + [len(name) for name, _, _ in rows])
-        int_width = max([0] + [len(whole) for _, whole, _ in rows])
-        frac_width = max([0] + [len(frac) for _, _, frac in rows])
-        value_width = max(len("value"), int_width + frac_width)
-        lines = [f"{'measure':<{name_width}}  {'value':>{value_width}}"]
-        for name, whole, frac in rows:
-            # Non-finite floats (whole part "") go to the right edge.
-            value = f"{whole:>{int_width}}{frac:<{frac_width}}" if whole else frac
-            lines.append(f"{name:<{name_width}}  {value:>{value_width}}".rstrip())
-        return "\n".join(lines)
 
 
 def evaluate(
@@ -156,19 +94,9 @@ def evaluate(
     >>> ev.aggregate
     {'pnr': 3.0, 'pnr_macro': 2.0, 'mrr': 1.0, 'concordant': 3, 'discordant': 1, 'ties': 0, 'queries': 2, 'queries_without_discordant': 1}
     """
-    import polars as pl
-
     from rerank.grouping import group_queries
 
-    names = list(dict.fromkeys(measures))
-    if not names:
-        raise input_error(None, "no measures requested")
-    ir_names = [n for n in names if n not in PNR_MEASURES]
-    if ir_names:
-        from rerank.measures import ir
-
-        for name in ir_names:
-            ir.parse_measure(name)  # fail on a bad name before any work
+    names, ir_names = check_names(measures)
     _check_frame(frame)
     if ir_names and check_duplicates:
         _check_unique(frame)
@@ -178,14 +106,10 @@ def evaluate(
     scores = frame["score"].to_numpy()
     if groups.order is not None:
         labels, scores = labels[groups.order], scores[groups.order]
-    offsets = groups.offsets
-
-    aggregate: dict[str, float | int] = {}
-    columns: dict[str, object] = {}
     result = None
-    if any(n in PNR_MEASURES for n in names):
+    if len(ir_names) < len(names):
         try:
-            result = pnr(offsets, labels, scores)
+            result = pnr(groups.offsets, labels, scores)
         except ValueError as error:  # NaN scores: say it as a user error
             raise input_error(None, str(error), column="score") from None
     values: dict[str, np.ndarray] = {}
@@ -194,28 +118,23 @@ def evaluate(
         if groups.order is not None:
             doc_ids = doc_ids.gather(groups.order)
         values = measure_values(
-            ir_names, offsets, doc_ids, labels, scores, query_ids=groups.query_ids
+            ir_names, groups.offsets, doc_ids, labels, scores, query_ids=groups.query_ids
         )
-    for name in names:
-        if name == "pnr":
-            aggregate[name] = result.pnr
-        elif name == "pnr_macro":
-            aggregate[name] = result.pnr_macro
-        else:
-            aggregate[name] = _mean(values[name])
-            columns[name] = values[name]
-    if result is not None:
-        for count in PNR_COUNTS:
-            aggregate[count] = getattr(result, count)
-        columns["pnr"] = result.query_pnr
-        columns["concordant"] = result.query_concordant
-        columns["discordant"] = result.query_discordant
-        columns["ties"] = result.query_ties
+    return assemble(names, result, values, groups.query_ids, per_query=per_query)
 
-    table = None
-    if per_query:
-        table = pl.DataFrame({"query_id": groups.query_ids.cast(pl.String), **columns})
-    return Evaluation(aggregate, table)
+
+def check_names(measures: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The distinct names asked for, and those of them that are not PNR; an unknown name
+    fails here, before any work."""
+    from rerank.measures.names import resolve
+
+    names = list(dict.fromkeys(measures))
+    if not names:
+        raise input_error(None, "no measures requested")
+    ir_names = [n for n in names if n not in PNR_MEASURES]
+    for name in ir_names:
+        resolve(name)
+    return names, ir_names
 
 
 def measure_values(
@@ -270,11 +189,11 @@ def measure_values(
 
 
 def _check_unique(frame: pl.DataFrame) -> None:
-    import polars as pl
+    from rerank.tables.checks import first_repeat
 
-    repeated = frame.select(pl.struct("query_id", "doc_id").is_duplicated()).to_series()
-    if repeated.any():
-        row = frame.row(int(repeated.arg_max()), named=True)
+    at = first_repeat(frame, ["query_id", "doc_id"])
+    if at is not None:
+        row = frame.row(at, named=True)
         raise input_error(
             None,
             f"doc_id '{row['doc_id']}' appears more than once in query '{row['query_id']}'",
@@ -287,10 +206,6 @@ def _err_out_of_range(name, fast, labels, judged) -> bool:
         return False
     grades = labels if judged is None else judged[2]
     return bool(len(grades)) and (int(grades.max()) > 4)
-
-
-def _mean(values: np.ndarray) -> float:
-    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def _check_frame(frame: pl.DataFrame) -> None:
@@ -310,20 +225,3 @@ def _check_frame(frame: pl.DataFrame) -> None:
         )
     if not frame["score"].dtype.is_numeric():
         raise input_error(None, f"expected numbers, got {frame['score'].dtype}", column="score")
-
-
-def _json_value(value: float | int) -> float | int | str | None:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
-
-
-def _format_value(value: float | int, digits: int) -> tuple[str, str]:
-    """(integer part, "." + decimals) so that a column can align on the decimal point."""
-    if isinstance(value, (int, np.integer)):
-        return str(int(value)), ""
-    text = f"{value:.{digits}f}"
-    if not math.isfinite(value):
-        return "", text
-    whole, dot, frac = text.partition(".")
-    return whole, dot + frac

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from rerank.measures.names import FastSpec
-from rerank.measures.pnr import _PARALLEL_MIN_ROWS, _chunk_bounds, _ordered_bits
+from rerank.measures.pnr import run_chunked
+from rerank.measures.sorting import _sort_by_score
 
 __all__ = ["common_measures"]
 
@@ -85,6 +85,39 @@ def common_measures(
     ...                 ["a", "b", "c"], specs).round(4).tolist()
     [[0.5, 0.5, 0.3869]]
     """
+    offsets, labels, scores, ideal_offsets, ideal_labels = _checked(
+        offsets, labels, scores, ideal_offsets, ideal_labels
+    )
+    kinds = np.array([_KINDS[s.kind] for s in specs], dtype=np.int64)
+    cutoffs = np.array([s.cutoff for s in specs], dtype=np.int64)
+    rels = np.array([s.rel for s in specs], dtype=np.int64)
+    n_queries = len(offsets) - 1
+    if not len(specs) or not n_queries:
+        return np.zeros((n_queries, len(specs)))
+    doc_offsets, doc_bytes = _string_buffers(doc_ids, len(labels))
+    low = int(ideal_labels.min()) if len(ideal_labels) else 0
+    span = int(ideal_labels.max()) - low + 1 if len(ideal_labels) else 1
+    return run_chunked(
+        _measures,
+        offsets,
+        offsets,
+        labels,
+        scores,
+        doc_offsets,
+        doc_bytes,
+        ideal_offsets,
+        ideal_labels,
+        low,
+        span,
+        kinds,
+        cutoffs,
+        rels,
+    )
+
+
+def _checked(offsets, labels, scores, ideal_offsets, ideal_labels) -> tuple[np.ndarray, ...]:
+    """The kernel's contiguous int64 / float64 arrays; the ranked rows are the judgments
+    when ``ideal_offsets`` is ``None``."""
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     scores = np.ascontiguousarray(scores, dtype=np.float64)
@@ -98,37 +131,7 @@ def common_measures(
     ideal_labels = np.ascontiguousarray(ideal_labels, dtype=np.int64)
     if len(ideal_offsets) != len(offsets):
         raise ValueError("ideal_offsets and offsets differ in their number of queries")
-    kinds = np.array([_KINDS[s.kind] for s in specs], dtype=np.int64)
-    cutoffs = np.array([s.cutoff for s in specs], dtype=np.int64)
-    rels = np.array([s.rel for s in specs], dtype=np.int64)
-    n_queries = len(offsets) - 1
-    if not len(specs) or not n_queries:
-        return np.zeros((n_queries, len(specs)))
-    doc_offsets, doc_bytes = _string_buffers(doc_ids, len(labels))
-    low = int(ideal_labels.min()) if len(ideal_labels) else 0
-    span = int(ideal_labels.max()) - low + 1 if len(ideal_labels) else 1
-    threads = numba.get_num_threads()
-    use = threads if len(labels) >= _PARALLEL_MIN_ROWS else 1
-    chunks = _chunk_bounds(offsets, 4 * use)
-    numba.set_num_threads(use)
-    try:
-        return _measures(
-            offsets,
-            labels,
-            scores,
-            doc_offsets,
-            doc_bytes,
-            ideal_offsets,
-            ideal_labels,
-            low,
-            span,
-            kinds,
-            cutoffs,
-            rels,
-            chunks,
-        )
-    finally:
-        numba.set_num_threads(threads)
+    return offsets, labels, scores, ideal_offsets, ideal_labels
 
 
 def _string_buffers(doc_ids: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,58 +210,6 @@ def _query_values(ranked, n, ideal, kinds, cutoffs, rels, out):
 
 
 @njit(cache=True)
-def _sort_rows(scores, a, n, key, order, work):
-    """Fill key[:n] (ordered score bits) ascending and order[:n] with the matching rows of
-    ``scores[a:a+n]``: pnr._sort_query's bucket sort, carrying row numbers, not labels."""
-    if n == 0:
-        return
-    lo = scores[a]
-    hi = scores[a]
-    for i in range(1, n):
-        v = scores[a + i]
-        lo = min(lo, v)
-        hi = max(hi, v)
-    span = np.float64(hi) - np.float64(lo)
-    scale = (n - 1) / span if span > 0.0 else 0.0
-    use_buckets = span > 0.0 and np.isfinite(span) and np.isfinite(scale)
-    if use_buckets:
-        for b in range(n + 1):
-            work[b] = 0
-        for i in range(n):
-            b = min(np.int64((np.float64(scores[a + i]) - np.float64(lo)) * scale), n - 1)
-            work[b + 1] += 1
-        cost = 0
-        for b in range(n):
-            cost += work[b + 1] * work[b + 1]
-            work[b + 1] += work[b]
-        use_buckets = cost <= 8 * n + 64
-    if use_buckets:
-        for i in range(n):
-            b = min(np.int64((np.float64(scores[a + i]) - np.float64(lo)) * scale), n - 1)
-            p = work[b]
-            work[b] = p + 1
-            key[p] = _ordered_bits(scores[a + i])
-            order[p] = i
-        for i in range(1, n):
-            k = key[i]
-            r = order[i]
-            j = i - 1
-            while j >= 0 and key[j] > k:
-                key[j + 1] = key[j]
-                order[j + 1] = order[j]
-                j -= 1
-            key[j + 1] = k
-            order[j + 1] = r
-    else:
-        for i in range(n):
-            key[i] = _ordered_bits(scores[a + i])
-        sorted_rows = np.argsort(key[:n])
-        for i in range(n):
-            order[i] = sorted_rows[i]
-        key[:n].sort()
-
-
-@njit(cache=True)
 def _doc_less(doc_offsets, doc_bytes, i, j):
     """Doc id of row i < doc id of row j, byte-wise (C strcmp on UTF-8)."""
     a, a_end = doc_offsets[i], doc_offsets[i + 1]
@@ -324,6 +275,7 @@ def _measures(
             longest_ideal = max(longest_ideal, ideal_offsets[q + 1] - ideal_offsets[q])
         key = np.empty(longest, dtype=np.uint64)
         order = np.empty(longest, dtype=np.int64)
+        rows = np.arange(longest)
         work = np.empty(longest + 1, dtype=np.int64)
         ranked = np.empty(longest, dtype=np.int64)
         buffer = np.empty(longest_ideal, dtype=np.int64)
@@ -331,7 +283,7 @@ def _measures(
         for q in range(q0, q1):
             a = offsets[q]
             n = offsets[q + 1] - a
-            _sort_rows(scores, a, n, key, order, work)  # ascending score; read backwards below
+            _sort_by_score(scores, a, n, key, order, rows, 0, work)  # ascending; read backwards
             i = 0
             while i < n:
                 j = i + 1

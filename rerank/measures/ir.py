@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -142,33 +143,20 @@ def calc(
     n_queries = len(offsets) - 1
     if not measures:
         return {}, {}
-    if any(m.NAME == "ERR" for m in measures.values()) and len(labels) and labels.max() > 4:
-        raise input_error(None, f"ERR (gdeval) needs labels in 0..4, found {labels.max()}")
+    grades = labels if judged is None else judged[2]
+    if any(m.NAME == "ERR" for m in measures.values()) and len(grades) and grades.max() > 4:
+        raise input_error(None, f"ERR (gdeval) needs labels in 0..4, found {grades.max()}")
     if judged is None:
         qrels, run = _dict_of_dict(offsets, doc_ids, labels, scores, query_ids)
     else:
         j_offsets, j_docs, j_labels = judged
-        if any(m.NAME == "ERR" for m in measures.values()) and len(j_labels):
-            if j_labels.max() > 4:
-                raise input_error(
-                    None, f"ERR (gdeval) needs labels in 0..4, found {j_labels.max()}"
-                )
         qrels = _dict_of_dict(j_offsets, j_docs, j_labels, j_labels, query_ids)[0]
         run = _dict_of_dict(offsets, doc_ids, scores, scores, query_ids)[1]
         run = {q: docs for q, docs in run.items() if docs}
-    canonical: dict = {}  # equal measures (nDCG@10, ndcg@10) -> the first of them
-    for m in measures.values():
-        canonical.setdefault(m, m)
+    canonical = _canonical(measures.values())
     unique = list(canonical)
     result = ir_measures.calc(unique, qrels, run)
-    # Measures hash through their repr (slow); providers hand back the objects they were
-    # given, so look them up by identity first.
-    by_id = {id(m): np.full(n_queries, np.nan) for m in unique}
-    for metric in result.per_query:
-        values = by_id.get(id(metric.measure))
-        if values is None:
-            values = by_id[id(next(m for m in unique if m == metric.measure))]
-        values[int(metric.query_id)] = metric.value
+    by_id = _per_query(result.per_query, unique, n_queries)
     if judged is None:
         aggregate = {name: float(result.aggregated[m]) for name, m in measures.items()}
     else:  # trec_eval -c: queries judged but not retrieved count as zero
@@ -180,6 +168,27 @@ def calc(
         }
     per_query = {name: by_id[id(canonical[m])] for name, m in measures.items()}
     return aggregate, per_query
+
+
+def _canonical(measures: Any) -> dict[Any, Any]:
+    """Equal measures (``nDCG@10``, ``ndcg@10``) -> the first of them."""
+    canonical: dict = {}
+    for m in measures:
+        canonical.setdefault(m, m)
+    return canonical
+
+
+def _per_query(metrics: Any, unique: list[Any], n_queries: int) -> dict[int, np.ndarray]:
+    """Per-query values of each measure (NaN where none came), keyed by ``id(measure)``."""
+    # Measures hash through their repr (slow); providers hand back the objects they were
+    # given, so look them up by identity first.
+    by_id = {id(m): np.full(n_queries, np.nan) for m in unique}
+    for metric in metrics:
+        values = by_id.get(id(metric.measure))
+        if values is None:
+            values = by_id[id(next(m for m in unique if m == metric.measure))]
+        values[int(metric.query_id)] = metric.value
+    return by_id
 
 
 def _dict_of_dict(

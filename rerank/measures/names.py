@@ -30,11 +30,20 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rerank.errors import input_error
+from rerank.errors import RerankError, input_error
 
-__all__ = ["FastSpec", "Resolved", "at_relevance_level", "resolve"]
+__all__ = [
+    "FastSpec",
+    "Resolved",
+    "at_relevance_level",
+    "canonical_names",
+    "leveled_names",
+    "resolve",
+    "split_names",
+]
 
 # project name -> (ir-measures name, cutoff required?)
 _PROJECT = {
@@ -154,6 +163,31 @@ def _resolve(name: str) -> Resolved:
     return Resolved(key, str(measure), fast)
 
 
+def canonical_names(names: Sequence[str]) -> list[str]:
+    """Measure names as this project's report keys, duplicates removed (``nDCG@10``,
+    ``ndcg_cut_10`` -> ``ndcg@10``).
+
+    Examples
+    --------
+    >>> canonical_names(["nDCG@10", "ndcg_cut_10", "recip_rank", "pnr", "AP(rel=2)"])
+    ['ndcg@10', 'mrr', 'pnr', 'AP(rel=2)']
+    """
+    from rerank.measures import PNR_MEASURES
+
+    keys = [name.strip() if name.strip() in PNR_MEASURES else resolve(name).key for name in names]
+    return list(dict.fromkeys(keys))
+
+
+def leveled_names(names: list[str], level: int) -> tuple[list[str], dict[str, str]]:
+    """Names at relevance level ``level``, and expression -> report key for those renamed."""
+    if isinstance(level, bool) or not isinstance(level, int):
+        raise input_error(None, f"relevance level: expected an integer, got {level!r}")
+    if level == 1:
+        return names, {}
+    leveled = [at_relevance_level(name, level) for name in names]
+    return leveled, {e: n for e, n in zip(leveled, names, strict=True) if e != n}
+
+
 def at_relevance_level(name: str, level: int) -> str:
     """``name`` with binary relevance at labels ``>= level`` (trec_eval ``-l level``).
 
@@ -173,6 +207,22 @@ def at_relevance_level(name: str, level: int) -> str:
     if "rel" in measure.SUPPORTED_PARAMS and "rel" not in measure.params:
         return str(measure(rel=level))
     return name
+
+
+def split_names(text: str) -> list[str]:
+    """Split a comma list, keeping commas inside parentheses (``AP(rel=2,judged_only)``)."""
+    names, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            names.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    names.append(current.strip())
+    if not all(names):
+        raise RerankError(f"--metrics: expected comma-separated measure names, got {text!r}")
+    return names
 
 
 def _parse(expression: str):

@@ -28,10 +28,13 @@ one thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
 from numba import njit, prange
+
+from rerank.measures.sorting import _sort_by_score
 
 __all__ = ["PNRResult", "pnr"]
 
@@ -133,16 +136,9 @@ def pnr(offsets: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> PNRResul
             # chunk, one cell per label value) stay small.
             labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)
             low, n_labels = 0, int(labels.max()) + 1
-        threads = numba.get_num_threads()
-        use = threads if len(labels) >= _PARALLEL_MIN_ROWS else 1
-        chunks = _chunk_bounds(offsets, 4 * use)
-        numba.set_num_threads(use)  # per calling thread; restored below
-        try:
-            conc, disc, ties, nan_query = _pnr_counts(
-                offsets, labels, scores, low, n_labels, chunks
-            )
-        finally:
-            numba.set_num_threads(threads)
+        conc, disc, ties, nan_query = run_chunked(
+            _pnr_counts, offsets, offsets, labels, scores, low, n_labels
+        )
         if nan_query >= 0:
             a, b = offsets[nan_query], offsets[nan_query + 1]
             row = a + int(np.flatnonzero(np.isnan(scores[a:b]))[0])
@@ -182,6 +178,20 @@ def _validate(
         scores = scores.astype(np.float64)
     # Strided views would compile (and cache) another specialisation of the kernel.
     return offsets, np.ascontiguousarray(labels), np.ascontiguousarray(scores)
+
+
+def run_chunked(kernel: Any, offsets: np.ndarray, *args: Any) -> Any:
+    """``kernel(*args, chunks)``: a ``prange`` kernel over chunks of queries of about equal
+    rows, on numba's threads from :data:`_PARALLEL_MIN_ROWS` rows (one thread below: starting
+    the others costs more than they save). The thread count is restored after."""
+    threads = numba.get_num_threads()
+    use = threads if offsets[-1] >= _PARALLEL_MIN_ROWS else 1
+    chunks = _chunk_bounds(offsets, 4 * use)
+    numba.set_num_threads(use)  # per calling thread; restored below
+    try:
+        return kernel(*args, chunks)
+    finally:
+        numba.set_num_threads(threads)
 
 
 def _chunk_bounds(offsets: np.ndarray, n_chunks: int) -> np.ndarray:
@@ -224,15 +234,6 @@ def _ratio(concordant: int, discordant: int) -> float:
 
 
 @njit(cache=True)
-def _ordered_bits(x):
-    """uint64 whose unsigned order is the float order (float32 widens exactly to float64)."""
-    bits = np.float64(np.float64(x) + 0.0).view(np.int64)  # + 0.0 turns -0.0 into 0.0
-    # Negatives: flip every bit; others: set the sign bit. Branch-free (signs are random).
-    flip = (bits >> np.int64(63)) | np.int64(-0x8000000000000000)
-    return np.uint64(bits ^ flip)
-
-
-@njit(cache=True)
 def _direct(scores, labels, n):
     conc = 0
     disc = 0
@@ -254,60 +255,6 @@ def _direct(scores, labels, n):
                     disc += above
                 ties += not (above or below)
     return conc, disc, ties
-
-
-@njit(cache=True)
-def _sort_query(scores, labels, low, key, lab, work, n):
-    """Fill key[:n] (ordered score bits, ascending) and lab[:n] (label - low) sorted by key."""
-    lo = scores[0]
-    hi = scores[0]
-    for i in range(1, n):
-        v = scores[i]
-        lo = min(lo, v)
-        hi = max(hi, v)
-    span = np.float64(hi) - np.float64(lo)
-    scale = (n - 1) / span if span > 0.0 else 0.0
-    use_buckets = span > 0.0 and np.isfinite(span) and np.isfinite(scale)
-    if use_buckets:
-        # Bucket b holds scores in [lo + b/scale, lo + (b+1)/scale): counting pass, then the
-        # insertion sort below moves elements only inside their bucket, so sum(m_b^2)
-        # bounds its cost.
-        for b in range(n + 1):
-            work[b] = 0
-        for i in range(n):
-            b = min(np.int64((np.float64(scores[i]) - np.float64(lo)) * scale), n - 1)
-            work[b + 1] += 1
-        cost = 0
-        for b in range(n):
-            cost += work[b + 1] * work[b + 1]
-            work[b + 1] += work[b]
-        use_buckets = cost <= 8 * n + 64
-    if use_buckets:
-        for i in range(n):
-            b = min(np.int64((np.float64(scores[i]) - np.float64(lo)) * scale), n - 1)
-            p = work[b]
-            work[b] = p + 1
-            key[p] = _ordered_bits(scores[i])
-            lab[p] = labels[i] - low
-        for i in range(1, n):
-            k = key[i]
-            y = lab[i]
-            j = i - 1
-            while j >= 0 and key[j] > k:
-                key[j + 1] = key[j]
-                lab[j + 1] = lab[j]
-                j -= 1
-            key[j + 1] = k
-            lab[j + 1] = y
-    else:
-        for i in range(n):
-            key[i] = _ordered_bits(scores[i])
-        order = np.argsort(key[:n])
-        for i in range(n):
-            work[i] = labels[order[i]] - low
-        key[:n].sort()
-        for i in range(n):
-            lab[i] = work[i]
 
 
 @njit(cache=True)
@@ -421,7 +368,7 @@ def _pnr_counts(offsets, labels, scores, low, n_labels, chunks):
             if n <= _DIRECT_MAX:
                 conc[q], disc[q], ties[q] = _direct(s, y, n)
                 continue
-            _sort_query(s, y, low, key, lab, work, n)
+            _sort_by_score(s, 0, n, key, lab, y, low, work)
             if small:
                 conc[q], disc[q], ties[q] = _sweep_small(key, lab, n, seen)
             else:

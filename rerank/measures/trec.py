@@ -20,6 +20,7 @@ documents as grade 0 too.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -28,10 +29,9 @@ import polars as pl
 from rerank.errors import input_error
 from rerank.measures import (
     DEFAULT_MEASURES,
-    PNR_COUNTS,
-    PNR_MEASURES,
     Evaluation,
-    _mean,
+    assemble,
+    check_names,
     measure_values,
 )
 from rerank.measures.pnr import pnr
@@ -87,19 +87,36 @@ def evaluate_trec(
     >>> counts["unjudged_retrieved_rows"]
     1
     """
-    from rerank.grouping import group_queries
-
-    names = list(dict.fromkeys(measures))
-    if not names:
-        raise input_error(None, "no measures requested")
+    names, ir_names = check_names(measures)
     if pnr_unjudged not in ("skip", "zero"):
         raise ValueError(f"pnr_unjudged must be 'skip' or 'zero', got {pnr_unjudged!r}")
-    ir_names = [n for n in names if n not in PNR_MEASURES]
-    if ir_names:
-        from rerank.measures.names import resolve
+    qrels, run = _columns(qrels, run)
+    ranking = _rank(qrels, run, complete=complete)
+    values = (
+        measure_values(
+            ir_names,
+            ranking.offsets,
+            ranking.rows["doc_id"],
+            ranking.labels,
+            ranking.scores,
+            query_ids=ranking.query_ids,
+            judged=_judgments(qrels, ranking.query_ids),
+        )
+        if ir_names
+        else {}
+    )
+    result = None
+    if len(ir_names) < len(names):
+        n = len(ranking.labels)
+        keep = ranking.judged_mask if pnr_unjudged == "skip" else np.ones(n, dtype=bool)
+        kept_before = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
+        result = pnr(kept_before[ranking.offsets], ranking.labels[keep], ranking.scores[keep])
+    evaluation = assemble(names, result, values, ranking.query_ids, per_query=per_query)
+    return evaluation, ranking.counts(qrels)
 
-        for name in ir_names:
-            resolve(name)  # fail on a bad name before any work
+
+def _columns(qrels: pl.DataFrame, run: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The columns evaluation reads, ids as strings, scores as Float64."""
     qrels = qrels.select(
         pl.col("query_id").cast(pl.String), pl.col("doc_id").cast(pl.String), "label"
     )
@@ -108,6 +125,37 @@ def evaluate_trec(
         pl.col("doc_id").cast(pl.String),
         pl.col("score").cast(pl.Float64),
     )
+    return qrels, run
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """The run's rows of the judged queries, grouped by query, with their judgments."""
+
+    rows: pl.DataFrame  # query_id, doc_id, score, label (null: unjudged)
+    query_ids: pl.Series  # the evaluated queries (missing ones last with complete=True)
+    offsets: np.ndarray
+    missing: pl.Series  # judged queries the run does not retrieve for
+    unjudged_queries: int  # run queries without judgments (ignored)
+    judged_mask: np.ndarray  # per row: has a judgment
+    labels: np.ndarray  # int64, unjudged as 0
+    scores: np.ndarray
+
+    def counts(self, qrels: pl.DataFrame) -> dict[str, int]:
+        return {
+            "evaluated_queries": len(self.query_ids),
+            "missing_queries": len(self.missing),
+            "unjudged_queries": self.unjudged_queries,
+            "judged_rows": qrels.height,
+            "retrieved_rows": self.rows.height,
+            "unjudged_retrieved_rows": int((~self.judged_mask).sum()),
+        }
+
+
+def _rank(qrels: pl.DataFrame, run: pl.DataFrame, *, complete: bool) -> _Ranking:
+    """The run restricted to judged queries, joined with the qrels, grouped by query."""
+    from rerank.grouping import group_queries
+
     judged_ids = qrels["query_id"].unique(maintain_order=True)
     run_ids = run["query_id"].unique(maintain_order=True)
     in_run = run.filter(pl.col("query_id").is_in(judged_ids.implode()))
@@ -129,57 +177,21 @@ def evaluate_trec(
     if complete and len(missing):
         query_ids = pl.concat([query_ids, missing])
         offsets = np.concatenate([offsets, np.full(len(missing), offsets[-1])])
+    unjudged = int((~run_ids.is_in(judged_ids.implode())).sum())
     judged_mask = ranked["label"].is_not_null().to_numpy()
     labels = ranked["label"].fill_null(0).to_numpy().astype(np.int64)
     scores = ranked["score"].to_numpy()
-    doc_ids = ranked["doc_id"]
+    return _Ranking(ranked, query_ids, offsets, missing, unjudged, judged_mask, labels, scores)
 
-    # Every judgment of the evaluated queries, grouped in their order.
+
+def _judgments(
+    qrels: pl.DataFrame, query_ids: pl.Series
+) -> tuple[np.ndarray, pl.Series, np.ndarray]:
+    """``(offsets, doc_ids, labels)`` of every judgment of ``query_ids``, in their order
+    (the ideal ranking and the relevant documents count all of them, retrieved or not)."""
     position = pl.DataFrame({"query_id": query_ids, "_q": np.arange(len(query_ids))})
     ideal = qrels.join(position, on="query_id", how="inner").sort("_q", maintain_order=True)
     ideal_offsets = np.searchsorted(
         ideal["_q"].to_numpy(), np.arange(len(query_ids) + 1), side="left"
     ).astype(np.int64)
-    judged = (ideal_offsets, ideal["doc_id"], ideal["label"].to_numpy().astype(np.int64))
-
-    aggregate: dict[str, float | int] = {}
-    columns: dict[str, object] = {}
-    values = (
-        measure_values(
-            ir_names, offsets, doc_ids, labels, scores, query_ids=query_ids, judged=judged
-        )
-        if ir_names
-        else {}
-    )
-    result = None
-    if any(n in PNR_MEASURES for n in names):
-        keep = judged_mask if pnr_unjudged == "skip" else np.ones(len(labels), dtype=bool)
-        kept_before = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
-        result = pnr(kept_before[offsets], labels[keep], scores[keep])
-    for name in names:
-        if name == "pnr":
-            aggregate[name] = result.pnr
-        elif name == "pnr_macro":
-            aggregate[name] = result.pnr_macro
-        else:
-            aggregate[name] = _mean(values[name])
-            columns[name] = values[name]
-    if result is not None:
-        for count in PNR_COUNTS:
-            aggregate[count] = getattr(result, count)
-        columns.update(
-            pnr=result.query_pnr,
-            concordant=result.query_concordant,
-            discordant=result.query_discordant,
-            ties=result.query_ties,
-        )
-    counts = {
-        "evaluated_queries": len(query_ids),
-        "missing_queries": len(missing),
-        "unjudged_queries": int((~run_ids.is_in(judged_ids.implode())).sum()),
-        "judged_rows": qrels.height,
-        "retrieved_rows": ranked.height,
-        "unjudged_retrieved_rows": int((~judged_mask).sum()),
-    }
-    table = pl.DataFrame({"query_id": query_ids, **columns}) if per_query else None
-    return Evaluation(aggregate, table), counts
+    return ideal_offsets, ideal["doc_id"], ideal["label"].to_numpy().astype(np.int64)

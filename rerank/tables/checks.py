@@ -198,6 +198,19 @@ def require_unique(
     raise source.error(int(index), f"duplicate ({names}) ({shown}), first on {where}")
 
 
+def first_repeat(frame: pl.DataFrame, columns: Sequence[str]) -> int | None:
+    """The index of the first row whose ``columns`` repeat an earlier row's; ``None``: none.
+
+    Examples
+    --------
+    >>> first_repeat(pl.DataFrame({"id": ["a", "b", "a", "b"]}), ["id"])
+    2
+    """
+    key = pl.struct(columns) if len(columns) > 1 else pl.col(columns[0])
+    repeated = frame.select(~key.is_first_distinct()).to_series()
+    return int(repeated.arg_max()) if repeated.any() else None
+
+
 def require_columns(
     frame: pl.DataFrame, wanted: Sequence[str], path: PathLike | None, what: str
 ) -> None:

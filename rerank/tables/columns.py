@@ -18,9 +18,12 @@ from __future__ import annotations
 
 __all__ = [
     "DEFAULT_LABEL_RANGE",
+    "DOC_ALIASES",
+    "HEADER_WORDS",
     "ID_COLUMNS",
     "LABELED",
     "PAIRS",
+    "QUERY_ALIASES",
     "SCORES",
     "TEACHER_PREFIX",
     "TEXT_COLUMNS",
@@ -34,6 +37,14 @@ LABELED = (*PAIRS, "label")
 SCORES = (*ID_COLUMNS, "score")
 DEFAULT_LABEL_RANGE = (0, 4)
 TEACHER_PREFIX = "teacher:"
+#: Accepted spellings of the query and document columns of collections (queries, corpora).
+QUERY_ALIASES = {"query_id": ("query_id", "qid"), "query": ("query", "text")}
+DOC_ALIASES = {"doc_id": ("doc_id", "docid"), "summary": ("summary", "abstract", "text")}
+#: Words that make a first line a header, not data (headerless files are sniffed by them).
+HEADER_WORDS = frozenset(
+    {a for v in (*QUERY_ALIASES.values(), *DOC_ALIASES.values()) for a in v}
+    | {*ID_COLUMNS, "label"}
+)
 
 
 def teacher_column(name: str) -> str:

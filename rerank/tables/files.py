@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rerank.errors import RerankError, input_error
+from rerank.errors import RerankError, first_line, input_error
 
 PathLike = str | os.PathLike[str]
 
@@ -118,7 +118,7 @@ def damaged_gzip(path: PathLike | None) -> Iterator[None]:
         yield
     except GZIP_ERRORS as err:
         what = "truncated" if isinstance(err, EOFError) else "damaged"
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        detail = first_line(err)
         raise input_error(path, f"{what} gzip file: {detail}") from None
 
 
@@ -207,7 +207,7 @@ def _read_failure(source: Source, err: Exception) -> RerankError:
         bad_text = utf8_error(source.name, _lines(source.name))
         if bad_text is not None:
             return bad_text
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    first = first_line(err)
     return input_error(source.name, f"cannot read as {source.kind}: {first}")
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from rerank.errors import input_error
+from rerank.errors import first_line, input_error
 from rerank.tables import checks, files
 from rerank.tables.columns import DEFAULT_LABEL_RANGE, ID_COLUMNS, TEXT_COLUMNS
 from rerank.tables.files import Source
@@ -47,7 +47,7 @@ def as_polars(frame: Any, name: str = "input") -> pl.DataFrame:
         try:
             return pl.from_pandas(frame, include_index=False)
         except Exception as err:  # pandas and pyarrow raise many kinds
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            first = first_line(err)
             raise input_error(None, f"{name}: cannot read the pandas frame: {first}") from None
     raise input_error(
         None, f"{name}: expected a polars or pandas DataFrame, got {type(frame).__name__}"

@@ -24,18 +24,13 @@ from pathlib import Path
 
 import polars as pl
 
-from rerank.errors import RerankError, input_error
-from rerank.tables.columns import ID_COLUMNS
-from rerank.tables.files import BOM, damaged_gzip, utf8_error
-from rerank.tables.formats import is_qrels
+from rerank.errors import RerankError, first_line, input_error
+from rerank.tables import checks
+from rerank.tables.columns import DOC_ALIASES, HEADER_WORDS, ID_COLUMNS, QUERY_ALIASES
+from rerank.tables.files import BOM, Source, damaged_gzip, utf8_error
+from rerank.tables.formats import is_qrels, sniff
 
 __all__ = ["read_documents", "read_judged", "read_queries"]
-
-_QUERY_ALIASES = {"query_id": ("query_id", "qid"), "query": ("query", "text")}
-_DOC_ALIASES = {"doc_id": ("doc_id", "docid"), "summary": ("summary", "abstract", "text")}
-# Words that make a first line a header, not data.
-_KNOWN = {a for v in (*_QUERY_ALIASES.values(), *_DOC_ALIASES.values()) for a in v}
-_KNOWN |= {*ID_COLUMNS, "label"}
 
 
 def read_queries(path: str | os.PathLike[str]) -> pl.DataFrame:
@@ -44,10 +39,10 @@ def read_queries(path: str | os.PathLike[str]) -> pl.DataFrame:
     Raises :class:`RerankError` naming file, row and column for a missing column,
     a missing ``query_id`` or a ``query_id`` seen twice.
     """
-    frame, offset = _read_table(path, headerless=("query_id", "query"), header_words=("query",))
-    frame = _rename(frame, _QUERY_ALIASES, path)
+    frame, source = _read_table(path, headerless=("query_id", "query"), header_words=("query",))
+    frame = _rename(frame, QUERY_ALIASES, path)
     frame = frame.select(pl.col("query_id").cast(pl.String), pl.col("query").cast(pl.String))
-    _check_ids(frame, "query_id", path, offset)
+    _check_ids(frame, "query_id", source)
     return frame.with_columns(pl.col("query").fill_null(""))
 
 
@@ -56,8 +51,8 @@ def read_documents(path: str | os.PathLike[str]) -> pl.DataFrame:
 
     Same checks as :func:`read_queries`, for ``doc_id``.
     """
-    frame, offset = _read_table(path, headerless=("doc_id", "summary"), header_words=("title",))
-    frame = _rename(frame, _DOC_ALIASES, path)
+    frame, source = _read_table(path, headerless=("doc_id", "summary"), header_words=("title",))
+    frame = _rename(frame, DOC_ALIASES, path)
     if "title" not in frame.columns:
         frame = frame.with_columns(title=pl.lit(""))
     frame = frame.select(
@@ -65,7 +60,7 @@ def read_documents(path: str | os.PathLike[str]) -> pl.DataFrame:
         pl.col("title").cast(pl.String).fill_null(""),
         pl.col("summary").cast(pl.String).fill_null(""),
     )
-    _check_ids(frame, "doc_id", path, offset)
+    _check_ids(frame, "doc_id", source)
     return frame
 
 
@@ -91,15 +86,14 @@ def read_judged(path: str | os.PathLike[str]) -> pl.DataFrame:
 
 
 def _headerless_qrels(path: str | os.PathLike[str]) -> bool:
-    """A text table whose first line is four fields, none of them a column name."""
+    """A text table whose first line is TREC qrels (:func:`rerank.tables.formats.sniff`)."""
     name = str(path).lower().removesuffix(".gz")
     if not name.endswith((".tsv", ".txt")) or not Path(path).is_file():
         return False
     opener = gzip.open if str(path).lower().endswith(".gz") else open
     with opener(path, "rb") as handle, damaged_gzip(path):
-        first = handle.readline().removeprefix(BOM).decode("utf-8", errors="replace")
-    fields = first.split()
-    return len(fields) == 4 and not _KNOWN & set(fields)
+        first = handle.readline().removeprefix(BOM)
+    return sniff(first) == "qrels"
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -110,8 +104,9 @@ def _read_table(
     *,
     headerless: tuple[str, ...] | None = None,
     header_words: tuple[str, ...] = (),
-) -> tuple[pl.DataFrame, int]:
-    """Read a table by extension; return it and the file line of its first row (0: Parquet).
+) -> tuple[pl.DataFrame, Source]:
+    """Read a table by extension; return it and its :class:`~rerank.tables.files.Source`
+    (which names a row's line in errors).
 
     A TSV is read without a header when ``headerless`` names its columns, its first line
     has that many fields and none of them is a known column name (``header_words`` or the
@@ -125,18 +120,20 @@ def _read_table(
     raw: bytes | None = None
     try:
         if stem.endswith(".parquet"):
-            return pl.read_parquet(p), 0
+            return pl.read_parquet(p), Source(str(path), "parquet")
         with damaged_gzip(path):
             raw = gzip.decompress(p.read_bytes()) if name.endswith(".gz") else p.read_bytes()
         raw = raw.removeprefix(BOM)  # a UTF-8 byte-order mark is not part of the first field
         if stem.endswith(".jsonl"):
             if not raw.strip():
                 raise input_error(path, "the file is empty")
-            return pl.read_ndjson(io.BytesIO(raw), infer_schema_length=None), 1
+            return pl.read_ndjson(io.BytesIO(raw), infer_schema_length=None), Source(
+                str(path), "jsonl"
+            )
         if stem.endswith(".csv"):
             if not raw.strip():
                 raise input_error(path, "the file is empty")
-            return pl.read_csv(io.BytesIO(raw), infer_schema=False), 2
+            return pl.read_csv(io.BytesIO(raw), infer_schema=False), Source(str(path), "csv")
         if stem.endswith((".tsv", ".txt")):
             return _read_tsv(raw, path, headerless, header_words)
     except RerankError:
@@ -145,7 +142,7 @@ def _read_table(
         bad_text = raw is not None and utf8_error(path, raw.split(b"\n"))
         if bad_text:  # polars says only "invalid utf-8 sequence"
             raise bad_text from None
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise input_error(path, f"cannot read {stem.rsplit('.', 1)[-1]}: {first}") from None
     raise input_error(path, "unknown format; use .tsv, .csv, .jsonl or .parquet (optionally .gz)")
 
@@ -155,7 +152,7 @@ def _read_tsv(
     path: str | os.PathLike[str],
     headerless: tuple[str, ...] | None,
     header_words: tuple[str, ...],
-) -> tuple[pl.DataFrame, int]:
+) -> tuple[pl.DataFrame, Source]:
     first_line = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
     if not first_line.strip():
         raise input_error(path, "the file is empty", row=1)
@@ -163,7 +160,7 @@ def _read_tsv(
     no_header = (
         headerless is not None
         and len(fields) == len(headerless)
-        and not (_KNOWN | set(header_words)) & set(fields)
+        and not (HEADER_WORDS | set(header_words)) & set(fields)
     )
     twice = next((f for i, f in enumerate(fields) if f in fields[:i]), None)
     if twice is not None and not no_header:  # polars would rename it and read the first
@@ -176,7 +173,8 @@ def _read_tsv(
         quote_char=None,
         infer_schema=False,
     )
-    return frame, 1 if no_header else 2
+    # headerless: data row i is line i + 1 ("trec" counts lines so); else the TSV layout
+    return frame, Source(str(path), "trec" if no_header else "tsv")
 
 
 def _rename(
@@ -194,22 +192,11 @@ def _rename(
     return frame.rename({k: v for k, v in renames.items() if k != v})
 
 
-def _check_ids(frame: pl.DataFrame, column: str, path: str | os.PathLike[str], offset: int) -> None:
+def _check_ids(frame: pl.DataFrame, column: str, source: Source) -> None:
+    """Ids as every table's ids (:func:`rerank.tables.checks.as_id`), each once."""
     if frame.height == 0:
-        raise input_error(path, "no rows")
-    ids = frame.get_column(column)
-    bad = ids.is_null() | (ids.str.strip_chars() == "")
-    if bad.any():
-        at = int(bad.arg_max() or 0)
-        raise input_error(path, "expected a non-empty id", row=_row(at, offset), column=column)
-    duplicated = ids.is_duplicated() & ~ids.is_first_distinct()
-    if duplicated.any():
-        at = int(duplicated.arg_max() or 0)
-        raise input_error(
-            path, f"{ids[at]!r} occurs more than once", row=_row(at, offset), column=column
-        )
-
-
-def _row(index: int, offset: int) -> int:
-    """File line (TSV, JSONL) or 1-based row number (Parquet, offset 0) of row ``index``."""
-    return index + (offset if offset else 1)
+        raise input_error(source.name, "no rows")
+    checks.validated(frame.select(column), {column: checks.as_id(frame, column, source)}, source)
+    at = checks.first_repeat(frame, [column])
+    if at is not None:
+        raise source.error(at, f"{frame[at, column]!r} occurs more than once", column=column)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rerank.errors import input_error
+from rerank.errors import first_line, input_error
 from rerank.tables.columns import PAIRS, teacher_column
 
 __all__ = ["TEACHER_SCORES", "read_training_jsonl"]
@@ -76,7 +76,7 @@ def read_training_jsonl(path: str | os.PathLike[str]) -> pl.DataFrame:
                     )
                 rows.extend(found[1])
     except (OSError, EOFError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise input_error(path, f"cannot read: {first}") from None
     if not rows:
         raise input_error(path, "empty file: expected one JSON object per line")

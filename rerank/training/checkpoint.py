@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from rerank.atomic import atomic_path, write_error
-from rerank.errors import RerankError
+from rerank.errors import RerankError, first_line
 
 __all__ = [
     "append_log",
@@ -107,7 +107,7 @@ def _load_pt(path: Path) -> Any:
     except FileNotFoundError:
         raise RerankError(f"{path}: missing from the checkpoint") from None
     except Exception as err:  # zip, unpickling and EOF errors: a damaged or foreign file
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
+        detail = first_line(err).split(". ")[0]
         raise RerankError(f"{path}: damaged checkpoint file ({detail})") from None
 
 

@@ -332,10 +332,16 @@ def extend_model(
         after = measure_coverage(tokenizer, eval_texts or [])
         report.coverage = {"before": before.as_dict(), "after": after.as_dict()}
     with atomic_path(out, is_dir=True) as tmp:
-        model.save_pretrained(tmp / "model")
-        for item in (tmp / "model").iterdir():
-            item.rename(tmp / item.name)
-        (tmp / "model").rmdir()
+        save_into(model, tmp)
         meta = {"source_model": str(path), "pieces": str(pieces.path), **asdict(report)}
         (tmp / REPORT_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return report
+
+
+def save_into(model: Any, directory: Path) -> None:
+    """``model.save_pretrained`` into the existing ``directory`` (the atomic one a caller is
+    filling; save_pretrained writes atomically itself, so into a sub-folder, moved up)."""
+    model.save_pretrained(directory / "model")
+    for item in (directory / "model").iterdir():
+        item.rename(directory / item.name)
+    (directory / "model").rmdir()

@@ -187,19 +187,8 @@ def train_pieces(
     progress
         Called with one-line progress messages.
     """
-    import sentencepiece as spm
-
-    if model_type not in ("unigram", "bpe"):
-        raise RerankError(f"--model-type: expected 'unigram' or 'bpe', got '{model_type}'")
-    if size <= len(SPECIALS):
-        raise RerankError(f"--size: expected more than {len(SPECIALS)} pieces, got {size}")
     specials = tuple(specials)
-    if len(specials) != len(SPECIALS) or len(set(specials)) != len(specials):
-        raise RerankError(
-            f"specials: expected 5 distinct names (pad, unk, cls, sep, mask), got {specials}"
-        )
-    if not 0.0 < character_coverage <= 1.0:
-        raise RerankError(f"character coverage must be in (0, 1], got {character_coverage}")
+    _check_training(size, model_type, specials, character_coverage)
     norm = text_normalizer(lowercase=lowercase)
     lines = [n for n in (norm.normalize_str(t) for t in texts) if n]
     if not lines:
@@ -208,27 +197,9 @@ def train_pieces(
         f"training a {model_type} SentencePiece model of {size:,} pieces on {len(lines):,} texts"
     )
     with atomic_path(out, is_dir=True) as tmp:
-        try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(lines),
-                model_prefix=str(tmp / "spm"),
-                vocab_size=size,
-                model_type=model_type,
-                character_coverage=character_coverage,
-                normalization_rule_name="identity",
-                pad_id=0,
-                unk_id=1,
-                bos_id=-1,
-                eos_id=-1,
-                pad_piece=specials[0],
-                unk_piece=specials[1],
-                control_symbols=list(specials[2:]),
-                max_sentence_length=1 << 16,
-                num_threads=1,
-                minloglevel=2,
-            )
-        except RuntimeError as err:
-            raise RerankError(f"--size {size}: SentencePiece refused: {_sp_message(err)}") from err
+        _train_spm(lines, tmp, size, model_type, character_coverage, specials)
+        import sentencepiece as spm
+
         proc = spm.SentencePieceProcessor(model_file=str(tmp / SPM_MODEL))
         pieces = tuple(proc.id_to_piece(i) for i in range(proc.get_piece_size()))
         scores = tuple(float(proc.get_score(i)) for i in range(proc.get_piece_size()))
@@ -250,6 +221,55 @@ def train_pieces(
             meta["coverage"] = report(result)
         save_pieces(result, tmp)
     return load_pieces(out)
+
+
+def _check_training(
+    size: int, model_type: str, specials: tuple[str, ...], character_coverage: float
+) -> None:
+    if model_type not in ("unigram", "bpe"):
+        raise RerankError(f"--model-type: expected 'unigram' or 'bpe', got '{model_type}'")
+    if size <= len(SPECIALS):
+        raise RerankError(f"--size: expected more than {len(SPECIALS)} pieces, got {size}")
+    if len(specials) != len(SPECIALS) or len(set(specials)) != len(specials):
+        raise RerankError(
+            f"specials: expected 5 distinct names (pad, unk, cls, sep, mask), got {specials}"
+        )
+    if not 0.0 < character_coverage <= 1.0:
+        raise RerankError(f"character coverage must be in (0, 1], got {character_coverage}")
+
+
+def _train_spm(
+    lines: list[str],
+    tmp: Path,
+    size: int,
+    model_type: str,
+    character_coverage: float,
+    specials: tuple[str, ...],
+) -> None:
+    """SentencePiece training into ``tmp/spm.model``: specials at ids 0..4, no BOS/EOS."""
+    import sentencepiece as spm
+
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines),
+            model_prefix=str(tmp / "spm"),
+            vocab_size=size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            normalization_rule_name="identity",
+            pad_id=0,
+            unk_id=1,
+            bos_id=-1,
+            eos_id=-1,
+            pad_piece=specials[0],
+            unk_piece=specials[1],
+            control_symbols=list(specials[2:]),
+            max_sentence_length=1 << 16,
+            num_threads=1,
+            minloglevel=2,
+        )
+    except RuntimeError as err:
+        raise RerankError(f"--size {size}: SentencePiece refused: {_sp_message(err)}") from err
 
 
 def save_pieces(pieces: PieceSet, path: str | os.PathLike[str]) -> None:

@@ -85,7 +85,7 @@ def scratch_model(
 
     from rerank.atomic import atomic_path
     from rerank.model import RerankModel, quiet_transformers
-    from rerank.vocab.extend import REPORT_FILE
+    from rerank.vocab.extend import REPORT_FILE, save_into
 
     pieces = load_pieces(pieces_dir)
     config = BertConfig(
@@ -115,10 +115,7 @@ def scratch_model(
         "seed": seed,
     }
     with atomic_path(out, is_dir=True) as tmp:
-        model.save_pretrained(tmp / "model")
-        for item in (tmp / "model").iterdir():
-            item.rename(tmp / item.name)
-        (tmp / "model").rmdir()
+        save_into(model, tmp)
         _portable_tokenizer_class(tmp)
         (tmp / REPORT_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
