@@ -128,7 +128,17 @@ def bm25_slices(root: Path) -> list[str]:
     return out
 
 
-def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
+def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path, monkeypatch):
+    import rerank.rekindle.store as store_module
+
+    builds = []
+    real_build = store_module.build_store
+
+    def counting_build(*args, **kwargs):
+        builds.append(args[2])
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "build_store", counting_build)
     config = make_cycle(tmp_path)
     cfg = load_cycle(
         config,
@@ -140,6 +150,7 @@ def test_tiny_cycle_writes_report_and_rerun_skips_every_stage(tmp_path):
         ],
     )
     report = run_cycle(cfg)
+    assert len(builds) == 1  # the scoring stage builds the store; pre-training reads it
     out = tmp_path / "out"
     # eval rows come from the first two eval queries (BM25's other queries are dropped)
     subset = pl.read_parquet(out / "splits" / "eval-2q.parquet")

@@ -205,15 +205,23 @@ def _objective_per_expert(r: RekindleConfig, names: list[str]) -> None:
 
 def pretrain_stage(rcfg: RekindleConfig) -> dict[str, Any]:
     """Expert-guided pre-training to the end; its snapshots and zero-shot eval curve."""
+    from rerank.data import read_pairs
+    from rerank.rekindle.pretrain import store_path
+    from rerank.tables.columns import teacher_column
+
     where = Path(rcfg.train.output_dir)
-    result = pretrain(rcfg)
+    # the scoring stage built and checked the store: read it once, do not build it again
+    store = store_path(rcfg)
+    columns = [teacher_column(name) for name in rcfg.rekindle.teachers]
+    frame = read_pairs(store, labels="optional", targets=columns)
+    rcfg.data.train = str(store)
+    result = pretrain(rcfg, frame=frame)
     check_finished(result.train, where)
     curve = _eval_curve(where / "log.jsonl")
     return {
         "final": str(result.train.final_dir),
         "steps": result.train.steps,
         "seconds": round(result.train.seconds, 2),
-        "scored": list(result.scored),
         "snapshots": {str(k): str(v) for k, v in result.snapshots.items()},
         "zero_shot": curve,
     }
