@@ -260,19 +260,26 @@ def _eval_curve(log_path: Path) -> list[list[float]]:
 
 
 def evaluate_stage(model_dir: str, split: str, where: Path, cfg: CycleConfig) -> dict[str, Any]:
-    """Score ``split`` with the model at the input lengths saved with it; its measures."""
+    """Score ``split`` with the model at the input lengths saved with it; its measures.
+
+    Precision as ``rerank score``'s default (bf16 encoder where the hardware computes it
+    natively): the report measures what a user scoring the saved model gets.
+    """
     import torch
 
     from rerank.data import read_pairs, write_table
     from rerank.evaluation import evaluate_files
     from rerank.model import RerankModel
+    from rerank.precision import DEFAULT_PRECISION
     from rerank.score import score_frame
 
     if cfg.cycle.num_threads:
         torch.set_num_threads(cfg.cycle.num_threads)
     frame = read_pairs(split, labels="required")
     model = RerankModel.from_pretrained(model_dir)
-    scores = score_frame(model, frame, batch_size=cfg.cycle.score_batch_size)
+    scores = score_frame(
+        model, frame, batch_size=cfg.cycle.score_batch_size, precision=DEFAULT_PRECISION
+    )
     path = where / "scores.parquet"
     write_table(frame.select("query_id", "doc_id").with_columns(pl.Series("score", scores)), path)
     report = evaluate_files(split, path, measures=report_measures(cfg))
