@@ -154,7 +154,7 @@ def markdown(record: dict) -> str:
     models = [m for m in ORDER if m in table] + [m for m in table if m not in ORDER]
     cols = [(s, m) for s in ("eval", "test") for m in MEASURES]
     lines = [
-        f"# {record['name']}: knowledge rekindle, {n} seeds",
+        f"# {record['name']}: knowledge rekindle, {n} seed{'s' if n != 1 else ''}",
         "",
         f"Mean ± sample standard deviation over seeds {', '.join(map(str, record['seeds']))} "
         "(PNR = concordant / discordant pairs). Nothing is chosen on the test split; the "
