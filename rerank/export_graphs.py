@@ -141,6 +141,9 @@ def quantize_onnx(fp32: Path) -> str:
             str(fp32),
             str(target),
             weight_type=QuantType.QInt8,
+            # one scale per output channel: on the Cranfield eval split (demo teacher) PNR
+            # -0.8% against fp32 and score correlation 0.996; one scale per tensor: -2.8%, 0.987
+            per_channel=True,
             # without VNNI, u8 x s8 products can saturate a 16-bit intermediate: 7-bit weights
             reduce_range=arch in ("avx2", "avx512"),
             nodes_to_exclude=_head_nodes(nodes),
