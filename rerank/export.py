@@ -14,7 +14,7 @@ backend="onnx")`` / ``backend="openvino"`` load it too.
 - OpenVINO: the ONNX graph converted by ``openvino.convert_model`` (fp32 weights).
   ``--quantize int8``: NNCF static post-training quantisation calibrated on the user's
   pairs (``--calibration``, at most :data:`CALIBRATION_PAIRS` of them, one pair a sample,
-  unpadded), transformer preset, pooler and head ignored (kept in fp32).
+  unpadded), transformer preset without SmoothQuant, pooler and head ignored (kept in fp32).
 
 Every int8 export is measured against fp32 on the ``--calibration`` pairs: PNR and
 nDCG@10 of both when the pairs are labelled, the score correlation otherwise; the
