@@ -32,14 +32,12 @@ The runtimes are optional extras: ``pip install rerank-rekindle[onnx]`` /
 
 from __future__ import annotations
 
-import collections
 import importlib
 import importlib.util
 import json
 import logging
 import os
 import types
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,16 +195,12 @@ def default_threads() -> int:
     return torch.get_num_threads()
 
 
-Batches = Iterable[tuple[Any, dict[str, np.ndarray]]]
-
-
 @dataclass
 class ExportedRunner:
     """An exported graph ready to score: ``runner(batch) -> float32 scores [batch]``.
 
     ``batch`` maps ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the
-    graph takes it) to int64 arrays ``[batch, sequence]``. :meth:`pipeline` scores a
-    stream of batches, several in flight at once where the runtime can (OpenVINO).
+    graph takes it) to int64 arrays ``[batch, sequence]``.
     """
 
     backend: str
@@ -214,18 +208,9 @@ class ExportedRunner:
     precision: str
     threads: int
     _run: Any
-    _pipeline: Any = None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         return self._run(batch)
-
-    def pipeline(self, batches: Batches) -> Iterator[tuple[Any, np.ndarray]]:
-        """``(tag, scores)`` for each ``(tag, batch)`` of ``batches``, in completion order."""
-        if self._pipeline is not None:
-            yield from self._pipeline(batches)
-            return
-        for tag, batch in batches:
-            yield tag, self._run(batch)
 
 
 def load_runner(
@@ -285,10 +270,7 @@ def _openvino_runner(path: Path, precision: str, threads: int) -> ExportedRunner
     config = {
         "INFERENCE_NUM_THREADS": threads,
         "INFERENCE_PRECISION_HINT": "bf16" if compute == "bf16" else "f32",
-        # batch scoring wants throughput: OpenVINO splits the threads into streams, each
-        # scoring its own batch (pipeline() keeps them all busy); measured 1.1x the one
-        # all-thread stream of the LATENCY hint on 2 cores (benchmarks/README.md)
-        "PERFORMANCE_HINT": "THROUGHPUT",
+        "PERFORMANCE_HINT": "LATENCY",  # one request at a time, all threads on it
     }
     try:
         compiled = ov.Core().compile_model(str(path), "CPU", config)
@@ -297,30 +279,13 @@ def _openvino_runner(path: Path, precision: str, threads: int) -> ExportedRunner
     request = compiled.create_infer_request()
     names = [i.get_any_name() for i in compiled.inputs]
     output = compiled.output("logits")
-    jobs = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
 
     def run(batch: dict[str, np.ndarray]) -> np.ndarray:
         result = request.infer({k: batch[k] for k in names})
         return np.array(result[output], dtype=np.float32)[:, 0]
 
-    def pipeline(batches: Batches) -> Iterator[tuple[Any, np.ndarray]]:
-        queue = ov.AsyncInferQueue(compiled, jobs)
-        done: collections.deque = collections.deque()  # appended from OpenVINO's threads
-
-        def finished(req: Any, tag: Any) -> None:
-            done.append((tag, np.array(req.get_tensor(output).data, dtype=np.float32)[:, 0]))
-
-        queue.set_callback(finished)
-        for tag, batch in batches:
-            queue.start_async({k: batch[k] for k in names}, tag)  # waits for a free request
-            while done:
-                yield done.popleft()
-        queue.wait_all()
-        while done:
-            yield done.popleft()
-
     label = "int8" if precision == "int8" else compute
-    return ExportedRunner("openvino", path, label, threads, run, pipeline)
+    return ExportedRunner("openvino", path, label, threads, run)
 
 
 # -- the exported directory's inputs ------------------------------------------------------

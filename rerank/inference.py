@@ -196,19 +196,13 @@ def run_batches(
     """The core loop: ``forward`` over ``(rows, batch)`` pairs into ``[n, n_outputs]`` float32.
 
     ``rows`` are the indices (into the ``n`` outputs) of the inputs in ``batch``; rows not
-    named by any batch stay uninitialised. A ``forward`` with a ``pipeline(batches)``
-    method (an exported OpenVINO graph) scores several batches at once and returns them
-    as they finish. Every scorer of the package comes here: ``rerank
+    named by any batch stay uninitialised. Every scorer of the package comes here: ``rerank
     score`` / :func:`rerank.score.score_frame` (and so the rekindle teacher scoring and
     stage evaluations), the training loop's evaluation and GLUE prediction.
     """
     out = np.empty((n, n_outputs), dtype=np.float32)
-    pipeline = getattr(forward, "pipeline", None)  # several batches in flight (OpenVINO)
-    if pipeline is not None:
-        results = pipeline(batches)
-    else:
-        results = ((rows, forward(batch)) for rows, batch in batches)
-    for rows, scores in results:
+    for rows, batch in batches:
+        scores = forward(batch)
         if hasattr(scores, "detach"):
             scores = scores.detach().float().cpu().numpy()
         out[rows] = np.asarray(scores, dtype=np.float32).reshape(len(rows), n_outputs)
@@ -255,27 +249,13 @@ def torch_forward(
         yield forward
 
 
-class ExportedForward:
-    """``forward`` of an exported graph (:class:`rerank.backends.ExportedRunner`): the
-    batch's tensors as numpy arrays; :meth:`pipeline` is what :func:`run_batches` uses."""
-
-    def __init__(self, runner: Any):
-        self.runner = runner
-
-    def __call__(self, batch: dict[str, Any]) -> np.ndarray:
-        return self.runner(_numpy(batch))
-
-    def pipeline(self, batches: Iterable[tuple[Any, dict[str, Any]]]) -> Iterator[Any]:
-        return self.runner.pipeline((rows, _numpy(batch)) for rows, batch in batches)
-
-
-def _numpy(batch: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {k: v.numpy() for k, v in batch.items()}
-
-
-def exported_forward(runner: Any) -> ExportedForward:
+def exported_forward(runner: Callable[[dict[str, np.ndarray]], np.ndarray]) -> Forward:
     """``forward`` of an exported graph (:class:`rerank.backends.ExportedRunner`)."""
-    return ExportedForward(runner)
+
+    def forward(batch: dict[str, Any]) -> np.ndarray:
+        return runner({k: v.numpy() for k, v in batch.items()})
+
+    return forward
 
 
 @contextlib.contextmanager

@@ -147,18 +147,6 @@ def test_score_file_with_a_backend_matches_torch(
     )
 
 
-def test_openvino_pipeline_puts_every_batch_back_in_input_order(openvino_dir, torch_scores):
-    """Several OpenVINO requests in flight (2 threads: 2 streams) finish in any order; every
-    score must still land on its own pair (one-pair batches, many of them)."""
-    from rerank.backends import load_runner, pair_encoder
-    from rerank.inference import exported_forward, score_texts
-
-    runner = load_runner(openvino_dir, "openvino", precision="fp32", threads=2)
-    many = pl.concat([PAIRS] * 6)
-    got = score_texts(exported_forward(runner), pair_encoder(openvino_dir), many, batch_size=1)
-    assert_scores_close(got[:, 0], np.tile(torch_scores, 6), **BACKEND_TOL)
-
-
 def test_auto_backend_picks_what_the_directory_holds(onnx_dir, ckpt, tmp_path):
     from rerank.backends import resolve_backend
 
