@@ -26,7 +26,9 @@ calibrated on the first 300 eval pairs), then every ``rerank`` backend (torch, o
 openvino; fp32/bf16/int8) and every sentence-transformers ``CrossEncoder`` backend
 (torch, onnx, onnx int8, openvino, openvino int8, loading the same export) scores the same
 pairs, interleaved, best of ``--repeats``; with the PNR of each on those pairs, FLOPs per
-pair at the measured lengths and the fraction of the CPU's fp32 peak each reaches.
+pair at the measured lengths and the fraction of the CPU's fp32 peak each reaches; then
+every ``rerank`` scorer once more on the whole ``--data`` split (untimed): PNR and nDCG@10
+against fp32, the quality the int8 target is judged on.
 
 Quality: PNR of the whole test split scored in bf16 against fp32 (relative difference;
 the target is within 0.5%). The model is ``--model``, else the first trained Cranfield
